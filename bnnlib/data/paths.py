@@ -1,0 +1,25 @@
+"""Where datasets are read from and where decoded arrays are cached.
+
+Reading and writing are kept apart on purpose: ``BNNLIB_DATA_DIR`` may be a read-only shared folder,
+so everything bnnlib produces (decoded ``.npy`` arrays, torchvision downloads) goes to the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "BNNLIB_DATA_DIR"
+CACHE_DIR_ENV = "BNNLIB_CACHE_DIR"
+
+
+def data_dir() -> Path | None:
+    """The offline data folder named by ``BNNLIB_DATA_DIR``, or None when unset or empty."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    """The writable cache folder: ``BNNLIB_CACHE_DIR``, default ``~/.cache/bnnlib`` (not created here)."""
+    value = os.environ.get(CACHE_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "bnnlib"
