@@ -1,0 +1,40 @@
+"""Optimizers for binarized neural networks, with torch's Optimizer interface.
+
+- flip optimizers that write +-1 weights directly: :class:`Bop`, :class:`Bop2ndOrder`;
+- the latent-weight STE baseline: :class:`ClippedAdam`;
+- :class:`Router` / :func:`route`: several optimizers stepped as one (larq's CaseOptimizer);
+- schedules for any hyper-parameter and :class:`HyperparameterScheduler` that applies them.
+"""
+
+from .bayesbinn import BayesBiNN
+from .bop import Bop
+from .bop2 import Bop2ndOrder
+from .latent import ClippedAdam
+from .router import Router, route
+from .schedules import (
+    Constant,
+    CosineDecay,
+    ExponentialDecay,
+    HyperparameterScheduler,
+    LinearToZero,
+    PerEpoch,
+    PolynomialDecay,
+    Schedule,
+)
+
+__all__ = [
+    "BayesBiNN",
+    "Bop",
+    "Bop2ndOrder",
+    "ClippedAdam",
+    "Constant",
+    "CosineDecay",
+    "ExponentialDecay",
+    "HyperparameterScheduler",
+    "LinearToZero",
+    "PerEpoch",
+    "PolynomialDecay",
+    "Router",
+    "Schedule",
+    "route",
+]
