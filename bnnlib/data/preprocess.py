@@ -118,6 +118,13 @@ PREPROCESS: dict[str, Preprocess] = {
     "bayesbinn_cifar100": Preprocess(
         "bayesbinn_cifar100", augment=True, mean=CIFAR100_BAYESBINN_MEAN, std=CIFAR100_BAYESBINN_STD
     ),
+    # The seed's data_augmentation=false on CIFAR: the same normalisation, no crop or flip.
+    "bayesbinn_cifar10_plain": Preprocess(
+        "bayesbinn_cifar10_plain", mean=CIFAR10_BAYESBINN_MEAN, std=CIFAR10_BAYESBINN_STD
+    ),
+    "bayesbinn_cifar100_plain": Preprocess(
+        "bayesbinn_cifar100_plain", mean=CIFAR100_BAYESBINN_MEAN, std=CIFAR100_BAYESBINN_STD
+    ),
     "bnew_cifar": Preprocess("bnew_cifar", augment=True, mean=CIFAR_BNEW_MEAN, std=CIFAR_BNEW_STD),
 }
 PREPROCESS_ALIASES = {"default": "resize_and_flip"}
