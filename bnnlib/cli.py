@@ -1,0 +1,352 @@
+"""``bnnlib train|test|summary|run|sweep|book``: the seeds' commands, one entry point.
+
+Every command validates its whole input first: a wrong name, key, type or value prints one line
+naming it (with the valid choices) and exits with status 2 before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input found before any work started."""
+
+
+def parse_hparams(text: str | None) -> dict[str, Any]:
+    """``k=v,k2=v2`` as the seeds write it. Values are literals (numbers, booleans, quoted strings,
+    dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is a string."""
+    if not text:
+        return {}
+    out: dict[str, Any] = {}
+    for item in _split_top_level(text):
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--hparams item {item!r} is not key=value")
+        out[key] = _literal(raw.strip())
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if quote or depth:
+        raise UsageError(f"--hparams {text!r} has an unclosed quote or bracket")
+    parts.append("".join(cur))
+    return parts
+
+
+def _literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnnlib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def run_args(p: argparse.ArgumentParser, logdir_help: str) -> None:
+        p.add_argument(
+            "model", nargs="?", help="registered model name (see `bnnlib summary --list`)"
+        )
+        p.add_argument(
+            "--dataset", help="mnist, cifar10, cifar10-jpeg, cifar10-png-subset, cifar100"
+        )
+        p.add_argument("--preprocess-fn", dest="preprocess_fn", help="resize_and_flip, AE, ...")
+        p.add_argument("--hparams-set", dest="hparams_set", default="default")
+        p.add_argument(
+            "--hparams",
+            default="",
+            help="overrides: k=v,k2=v2 (epochs, batch_size, train_subset, ...)",
+        )
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--logdir", default="runs", help=logdir_help)
+
+    train = sub.add_parser("train", help="train a model (the seeds' `train` command)")
+    run_args(train, "results folder; records go to LOGDIR/<dataset>/<model>/<key>.json")
+    train.add_argument(
+        "--config", type=Path, help="a seed-002 BayesBiNN/STE JSON run file instead of MODEL"
+    )
+    train.add_argument("--tensorboard", nargs="?", const=True, default=False, type=_bool)
+    train.add_argument(
+        "--dry-run", action="store_true", help="build everything, one batch, write nothing"
+    )
+    train.add_argument("--force", action="store_true", help="re-train even if the record exists")
+    train.add_argument(
+        "--profile", choices=("smoke", "cpu", "paper"), help="label stored in the record"
+    )
+
+    test = sub.add_parser("test", help="evaluate a trained run on the test set")
+    run_args(test, "the training LOGDIR, its <dataset>/<model> folder, or a record .json")
+
+    summ = sub.add_parser("summary", help="per-layer 1-bit/32-bit parameters and memory")
+    summ.add_argument("model", nargs="?")
+    summ.add_argument("--hparams", default="", help="model options, e.g. norm_layer=...,width=0.25")
+    summ.add_argument("--input-shape", default=None, help="e.g. 3,32,32 to show output shapes")
+    summ.add_argument("--list", action="store_true", help="list registered models")
+
+    book = sub.add_parser("book", help="execute every notebook with a profile, then build the book")
+    book.add_argument("--profile", default="cpu", help="smoke (CI), cpu (default) or paper")
+    book.add_argument("--force", action="store_true", help="re-execute every notebook")
+
+    nb = sub.add_parser("run", help="execute one notebook with a params file")
+    nb.add_argument("notebook", help="name (bop_ablation) or path (notebooks/bop_ablation.py)")
+    nb.add_argument("-f", "--params", type=Path, help="params YAML (default: its --profile file)")
+    nb.add_argument("--profile", default="cpu")
+    nb.add_argument(
+        "--output", type=Path, help="executed notebook (default: _build/run/NAME.ipynb)"
+    )
+
+    sw = sub.add_parser("sweep", help="run a parameter grid, skipping recorded runs")
+    sw.add_argument("grid", type=Path)
+    sw.add_argument("--workers", type=int, default=1)
+    sw.add_argument("--results-dir", dest="results_dir", type=Path)
+    sw.add_argument("--force", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"bnnlib {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: ANN202
+    from .config import RunConfig
+    from .data import DatasetNotFoundError, check_dataset
+
+    try:
+        if getattr(args, "config", None) is not None:
+            cfg = _json_run_config(args, profile)
+        else:
+            if not args.model:
+                raise UsageError("MODEL is required (or --config FILE.json)")
+            if not args.dataset:
+                raise UsageError("--dataset is required")
+            cfg = RunConfig(
+                model=args.model,
+                dataset=args.dataset,
+                hparams_set=args.hparams_set,
+                hparams=parse_hparams(args.hparams),
+                preprocess_fn=args.preprocess_fn,
+                seed=args.seed,
+                device=args.device,
+                profile=profile,
+            )
+        resolved = cfg.resolve()
+        check_dataset(resolved.dataset)
+    except (ValueError, TypeError, DatasetNotFoundError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    return resolved
+
+
+def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: ANN202
+    """A seed-002 JSON run file; --dataset may name an offline copy, --hparams may override."""
+    from .bayesbinn_config import load_bayesbinn_config, to_run_config
+
+    if args.model:
+        raise UsageError("give either MODEL or --config FILE.json, not both")
+    cfg = to_run_config(
+        load_bayesbinn_config(args.config),
+        dataset=args.dataset,
+        seed=args.seed,
+        device=args.device,
+        profile=profile,
+    )
+    cfg.hparams |= parse_hparams(args.hparams)
+    return cfg
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .experiment import dry_run, run
+    from .trainer import TrainingDiverged
+
+    cfg = _run_config(args, args.profile)
+    if args.dry_run:
+        print(json.dumps(dry_run(cfg), indent=1))
+        return 0
+    results_dir = Path(args.logdir) / cfg.dataset / cfg.model
+    try:
+        record = run(
+            cfg, results_dir, force=args.force, tensorboard=args.tensorboard, on_epoch=_print_epoch
+        )
+    except TrainingDiverged as exc:
+        print(f"bnnlib train: stopped: {exc}", file=sys.stderr)
+        return 1
+    print(f"run record: {record.path}")
+    print(json.dumps(record.final, indent=1))
+    return 0
+
+
+def _print_epoch(m: dict[str, Any]) -> None:
+    shown = {k: round(v, 4) for k, v in m.items() if isinstance(v, float) and not k.endswith("_s")}
+    print(f"epoch {m['epoch']}: " + ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    import torch
+
+    from .experiment import CHECKPOINTS, prepare
+    from .results import RunRecord
+
+    cfg = _run_config(args)
+    logdir = Path(args.logdir)
+    key = cfg.key()
+    candidates = (
+        [logdir]
+        if logdir.suffix == ".json"
+        else [
+            logdir / f"{key}.json",
+            logdir / cfg.dataset / cfg.model / f"{key}.json",
+        ]
+    )
+    found = next((p for p in candidates if p.exists()), None)
+    if found is None:
+        raise UsageError(
+            f"no run record for this config (key {key}) in {logdir}; train it first with the same "
+            "MODEL, --dataset, --hparams-set and --hparams"
+        )
+    record = RunRecord.load(found)
+    weights = found.parent / CHECKPOINTS / record.key / "model.pt"
+    if not weights.exists():
+        raise UsageError(f"{found} has no saved weights at {weights}; re-train with --force")
+    prepared = prepare(cfg, progress=False)
+    prepared.model.load_state_dict(torch.load(weights, map_location=prepared.device))
+    metrics = prepared.trainer.evaluate(prepared.data.test)
+    print(json.dumps({"record": str(found), **metrics}, indent=1))
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from .models import create_model, list_models
+    from .summary import summary
+
+    if args.list or not args.model:
+        print("\n".join(list_models()))
+        return 0 if args.list else EXIT_USAGE
+    kwargs = parse_hparams(args.hparams)
+    try:
+        model = create_model(args.model, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(s) for s in args.input_shape.split(","))
+        except ValueError:
+            raise UsageError(f"--input-shape {args.input_shape!r} is not like 3,32,32") from None
+    print(summary(model, shape))
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from .book import BookBuildError, build_book
+
+    try:
+        report = build_book(args.profile, force=args.force)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    except BookBuildError as exc:
+        print(f"bnnlib book: failed: {exc}", file=sys.stderr)
+        return 1
+    for nb in report.notebooks:
+        state = "executed" if nb.executed else "unchanged"
+        print(f"{nb.name}: {state} ({nb.seconds:.1f} s)")
+    print(
+        f"book ({args.profile}): {report.html_dir} in {report.total_seconds:.1f} s "
+        f"(sphinx {report.sphinx_seconds:.1f} s)"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .book import params_path
+    from .notebook_runner import REPO_ROOT, resolve_notebook, run_notebook
+
+    try:
+        path = resolve_notebook(args.notebook)
+        params = args.params or params_path(REPO_ROOT, path.stem, args.profile)
+        if not Path(params).exists():
+            raise ValueError(f"params file {params} does not exist")
+        output = args.output or REPO_ROOT / "_build" / "run" / f"{path.stem}.ipynb"
+        print(run_notebook(path, params, output))
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep
+
+    try:
+        report = sweep(
+            args.grid, workers=args.workers, results_dir=args.results_dir, force=args.force
+        )
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"{report.total} configs: {len(report.ran)} ran, {len(report.skipped)} already recorded, "
+        f"{len(report.failed)} failed ({report.seconds:.0f} s)"
+    )
+    for key, error in report.failed.items():
+        print(f"FAILED {key}: {error.strip().splitlines()[-1]}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+_COMMANDS = {
+    "train": _cmd_train,
+    "test": _cmd_test,
+    "summary": _cmd_summary,
+    "book": _cmd_book,
+    "run": _cmd_run,
+    "sweep": _cmd_sweep,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())
