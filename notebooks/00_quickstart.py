@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Quickstart: what $\tau$ and $\gamma$ do in Bop
+#
+# Bop keeps an exponential moving average $m$ of each binary weight's gradient, with adaptivity
+# rate $\gamma$, and flips the weight when $w\,m > \tau$. This page feeds the rule synthetic
+# gradients, a small constant signal per weight buried in noise, and counts the fraction of
+# weights that flip at each step. The slider steps through the values of $\tau$ and $\gamma$ on
+# a log grid; the drop-down switches the noise level.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
+    subprocess.check_call(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
+        ]
+    )
+    importlib.invalidate_caches()
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bnnlib import report
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+print(f"device: {device}")
+
+# %% tags=["parameters"]
+profile = "cpu"
+interactive = True
+seed = 0
+num_weights = 2000
+steps = 3000
+thresholds = [1.0e-8, 1.0e-7, 1.0e-6]
+gammas = [1.0e-4, 1.0e-3, 1.0e-2]
+noise_levels = {"low": 1.0e-6, "high": 1.0e-5}
+
+# %%
+report.use_renderer(interactive)
+
+# %% [markdown]
+# Each weight $i$ sees gradients $g_t = s_i + \epsilon_t$: a fixed signal $s_i$ of standard
+# deviation $10^{-6}$ and fresh noise $\epsilon_t$ of the chosen standard deviation. The frame
+# below holds the flip fraction, averaged over windows of `steps // 30` steps, for every
+# combination of $\tau$, $\gamma$ and noise.
+
+# %%
+rng = np.random.default_rng(seed)
+signal = rng.normal(0.0, 1.0e-6, size=num_weights)
+window = steps // 30
+rows = []
+for noise_name, noise in noise_levels.items():
+    gradients = signal + rng.normal(0.0, noise, size=(steps, num_weights))
+    for threshold in thresholds:
+        for gamma in gammas:
+            w = np.where(rng.random(num_weights) < 0.5, -1.0, 1.0)
+            m = np.zeros(num_weights)
+            flips = np.empty(steps)
+            for t in range(steps):
+                m = (1.0 - gamma) * m + gamma * gradients[t]
+                flip = w * m > threshold
+                w = np.where(flip, -w, w)
+                flips[t] = flip.mean()
+            for start in range(0, steps, window):
+                rows.append(
+                    {
+                        "noise": noise_name,
+                        "threshold": threshold,
+                        "gamma": gamma,
+                        "step": start + window,
+                        "flip_fraction": flips[start : start + window].mean(),
+                    }
+                )
+frame = pd.DataFrame(rows)
+frame.head()
+
+# %%
+report.curves_chart(
+    frame,
+    x="step",
+    y="flip_fraction",
+    sliders={"threshold": thresholds, "gamma": gammas},
+    selects={"noise": list(noise_levels)},
+    title="Fraction of weights flipped per step",
+)
+
+# %% [markdown]
+# A larger $\gamma$ makes $m$ follow the noise, so weights keep flipping back and forth; a larger
+# $\tau$ demands stronger evidence before a flip, so flipping stops sooner.
+
+# %%
+if interactive:
+    from IPython.display import display
+
+    from bnnlib import widgets
+
+    display(
+        widgets.curves_panel(
+            frame,
+            x="step",
+            y="flip_fraction",
+            sliders={"threshold": thresholds, "gamma": gammas},
+            selects={"noise": list(noise_levels)},
+        )
+    )
