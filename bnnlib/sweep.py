@@ -107,10 +107,19 @@ def expand_grid(base: Mapping[str, Any], grid: Mapping[str, list[Any]]) -> list[
 
 
 def _run_one(
-    runner: Runner, config: dict[str, Any], results_dir: str, force: bool
+    runner: Runner,
+    config: dict[str, Any],
+    results_dir: str,
+    force: bool,
+    threads: int | None = None,
 ) -> tuple[str | None, float]:
     """Run one config in a worker: (formatted error or None, seconds). The error is returned,
-    not raised, so one failure never takes the pool down."""
+    not raised, so one failure never takes the pool down. ``threads`` caps torch's intra-op
+    threads in a worker process, so that N workers do not oversubscribe N cores."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     began = time.perf_counter()
     try:
         runner(config, results_dir=results_dir, force=force)
@@ -204,10 +213,13 @@ def run_configs(
         for key, config in pending.items():
             finished(key, *_run_one(runner, config, str(target), force))
     elif pending:
+        import os
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_run_one, runner, config, str(target), force): key
+                pool.submit(_run_one, runner, config, str(target), force, threads): key
                 for key, config in pending.items()
             }
             for future in as_completed(futures):
