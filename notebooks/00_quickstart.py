@@ -17,9 +17,9 @@
 # # Quickstart: what $\tau$ and $\gamma$ do in Bop
 #
 # Bop keeps an exponential moving average $m$ of each binary weight's gradient, with adaptivity
-# rate $\gamma$, and flips the weight when $w\,m > \tau$. This page feeds the rule synthetic
-# gradients, a small constant signal per weight buried in noise, and counts the fraction of
-# weights that flip at each step. The slider steps through the values of $\tau$ and $\gamma$ on
+# rate $\gamma$, and flips the weight when $w\,m > \tau$. This page hands `bnnlib.optim.Bop`
+# synthetic gradients, a small constant signal per weight buried in noise, and counts the
+# fraction of weights it flips at each step (`track_flips=True`). The slider steps through the values of $\tau$ and $\gamma$ on
 # a log grid; the drop-down switches the noise level.
 
 # %%
@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 
 from bnnlib import report
+from bnnlib.optim import Bop
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -69,22 +70,22 @@ report.use_renderer(interactive)
 # combination of $\tau$, $\gamma$ and noise.
 
 # %%
-rng = np.random.default_rng(seed)
-signal = rng.normal(0.0, 1.0e-6, size=num_weights)
+gen = torch.Generator().manual_seed(seed)
+signal = 1.0e-6 * torch.randn(num_weights, generator=gen)
 window = steps // 30
 rows = []
 for noise_name, noise in noise_levels.items():
-    gradients = signal + rng.normal(0.0, noise, size=(steps, num_weights))
+    gradients = signal + noise * torch.randn(steps, num_weights, generator=gen)
     for threshold in thresholds:
         for gamma in gammas:
-            w = np.where(rng.random(num_weights) < 0.5, -1.0, 1.0)
-            m = np.zeros(num_weights)
+            w = torch.where(torch.rand(num_weights, generator=gen) < 0.5, -1.0, 1.0)
+            w.requires_grad_()
+            opt = Bop([w], threshold=threshold, gamma=gamma, track_flips=True)
             flips = np.empty(steps)
             for t in range(steps):
-                m = (1.0 - gamma) * m + gamma * gradients[t]
-                flip = w * m > threshold
-                w = np.where(flip, -w, w)
-                flips[t] = flip.mean()
+                w.grad = gradients[t]
+                opt.step()
+                flips[t] = opt.flip_counts(reset=True)[0][1] / num_weights
             for start in range(0, steps, window):
                 rows.append(
                     {
