@@ -204,3 +204,25 @@ def test_summary_lists_and_prints(capsys) -> None:
     } <= set(names)
     assert main(["summary", "binarynet_batch"]) == 0
     assert "1-bit" in capsys.readouterr().out
+
+
+@needs_mnist
+def test_tensorboard_flag_writes_event_files(tmp_path: Path) -> None:
+    args = [
+        "train",
+        "binary_mlp",
+        "--dataset",
+        "mnist",
+        "--hparams-set",
+        "bop",
+        "--hparams",
+        "epochs=1,train_subset=200,test_subset=100,width=0.125",
+        "--logdir",
+        str(tmp_path),
+        "--tensorboard=True",
+    ]
+    assert main(args) == 0
+    events = list(
+        (tmp_path / "mnist" / "binary_mlp" / "tensorboard").glob("*/events.out.tfevents.*")
+    )
+    assert len(events) == 1 and events[0].stat().st_size > 0
