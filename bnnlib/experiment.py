@@ -52,7 +52,7 @@ def prepare(
     from .data import build_loaders, check_dataset
     from .recipes import build_model, build_recipe
 
-    cfg = _resolved(config)
+    cfg = resolve_config(config)
     check_dataset(cfg.dataset)
     hp = cfg.hparams
     device = resolve_device(cfg.device)
@@ -89,7 +89,7 @@ def prepare(
 def record_path(
     config: RunConfig | ResolvedConfig | dict[str, Any], results_dir: str | Path
 ) -> Path:
-    return Path(results_dir) / f"{_resolved(config).key()}.json"
+    return Path(results_dir) / f"{resolve_config(config).key()}.json"
 
 
 def run(
@@ -102,7 +102,7 @@ def run(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunRecord:
     """Train ``config`` to completion and write its record, or load the record if it exists."""
-    cfg = _resolved(config)
+    cfg = resolve_config(config)
     results_dir = Path(results_dir)
     key = cfg.key()
     path = results_dir / f"{key}.json"
@@ -135,7 +135,7 @@ def run(
         config=cfg.to_dict(),
         history=history,
         final=final,
-        provenance=_provenance(cfg, prepared, time.perf_counter() - start),
+        provenance=run_provenance(cfg, prepared, time.perf_counter() - start),
         extras=extras,
     )
     record.save(path)
@@ -159,7 +159,7 @@ def dry_run(config: RunConfig | ResolvedConfig | dict[str, Any]) -> dict[str, An
     }
 
 
-def _resolved(config: RunConfig | ResolvedConfig | dict[str, Any]) -> ResolvedConfig:
+def resolve_config(config: RunConfig | ResolvedConfig | dict[str, Any]) -> ResolvedConfig:
     if isinstance(config, ResolvedConfig):
         return config
     if isinstance(config, dict):
@@ -167,7 +167,7 @@ def _resolved(config: RunConfig | ResolvedConfig | dict[str, Any]) -> ResolvedCo
     return config.resolve()
 
 
-def _provenance(cfg: ResolvedConfig, prepared: Prepared, wall: float) -> dict[str, Any]:
+def run_provenance(cfg: ResolvedConfig, prepared: Prepared, wall: float) -> dict[str, Any]:
     info = prepared.data.info
     return {
         "bnnlib_version": __version__,
