@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--config", type=Path, help="a seed-002 BayesBiNN/STE JSON run file instead of MODEL"
     )
+    train.add_argument(
+        "--tasks", type=int, help="continual learning: this many permuted-MNIST tasks in sequence"
+    )
+    train.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="continual learning without the previous task's prior",
+    )
     train.add_argument("--tensorboard", nargs="?", const=True, default=False, type=_bool)
     train.add_argument(
         "--dry-run", action="store_true", help="build everything, one batch, write nothing"
@@ -212,6 +220,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(dry_run(cfg), indent=1))
         return 0
     results_dir = Path(args.logdir) / cfg.dataset / cfg.model
+    if args.tasks is not None:
+        return _train_continual(args, cfg, results_dir)
     try:
         record = run(
             cfg, results_dir, force=args.force, tensorboard=args.tensorboard, on_epoch=_print_epoch
@@ -219,6 +229,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"bnnlib train: stopped: {exc}", file=sys.stderr)
         return 1
+    print(f"run record: {record.path}")
+    print(json.dumps(record.final, indent=1))
+    return 0
+
+
+def _train_continual(args: argparse.Namespace, cfg, results_dir: Path) -> int:  # noqa: ANN001
+    from .continual import run_continual
+
+    if args.tasks < 1:
+        raise UsageError(f"--tasks {args.tasks} must be >= 1")
+    try:
+        record = run_continual(
+            cfg, args.tasks, use_prior=not args.no_prior, results_dir=results_dir, force=args.force
+        )
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
     print(f"run record: {record.path}")
     print(json.dumps(record.final, indent=1))
     return 0

@@ -226,3 +226,28 @@ def test_tensorboard_flag_writes_event_files(tmp_path: Path) -> None:
         (tmp_path / "mnist" / "binary_mlp" / "tensorboard").glob("*/events.out.tfevents.*")
     )
     assert len(events) == 1 and events[0].stat().st_size > 0
+
+
+@needs_mnist
+def test_continual_learning_from_the_seed_json(tmp_path: Path, capsys) -> None:
+    cl = (
+        Path(__file__).resolve().parents[1]
+        / "params"
+        / "bayesbinn"
+        / "permuted_mnist_cl_bayesbinn.json"
+    )
+    args = [
+        "train",
+        "--config",
+        str(cl),
+        "--tasks",
+        "2",
+        "--logdir",
+        str(tmp_path),
+        "--hparams",
+        "epochs=2,train_subset=300,test_subset=100,lr=0.1,eval_samples=2",
+    ]
+    assert main(args) == 0
+    final = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert set(final) >= {"acc_task_1", "acc_task_2", "avg_acc"}
+    assert main([*args[:4], "0", *args[5:]]) == 2
