@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # Quickstart: what $\tau$ and $\gamma$ do in Bop
+# # Quickstart: what τ and γ do in Bop
 #
 # Bop keeps an exponential moving average $m$ of each binary weight's gradient, with adaptivity
 # rate $\gamma$, and flips the weight when $w\,m > \tau$. This page hands `bnnlib.optim.Bop`
@@ -22,7 +22,7 @@
 # fraction of weights it flips at each step (`track_flips=True`). The slider steps through the values of $\tau$ and $\gamma$ on
 # a log grid; the drop-down switches the noise level.
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys

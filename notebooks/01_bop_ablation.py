@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # Bop's $\tau$ and $\gamma$, BatchNorm versus LayerNorm: the reproducibility study
+# # Bop's τ and γ, BatchNorm versus LayerNorm: the reproducibility study
 #
 # Bop {cite:p}`helwegen2019latent` trains binary weights without latent real-valued weights. It
 # keeps an exponential moving average $m$ of each weight's gradient, with adaptivity rate
@@ -35,7 +35,7 @@
 # This page reruns these experiments with `bnnlib`, grades each claim with an explicit rule
 # applied to our run records, and sets out what the study reports about latent weights.
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys

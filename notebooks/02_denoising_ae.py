@@ -33,7 +33,7 @@
 # network. This page reruns the three, reports PSNR in both peak conventions next to the noisy
 # input itself, and shows reconstructions.
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys

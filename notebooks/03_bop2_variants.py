@@ -39,7 +39,7 @@
 # flip exactly like the biased one. The scale is reduced to fit a two-core CPU; the cell after
 # the runs states it.
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys

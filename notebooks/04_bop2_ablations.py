@@ -31,7 +31,7 @@
 # shrunk in proportion to our shorter runs, beside a baseline with the same set and every decay
 # rate set to 1 (constant hyper-parameters).
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys

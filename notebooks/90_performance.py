@@ -30,7 +30,7 @@
 # the load from other processes affects all cases alike. By default torch uses one thread: on a
 # shared two-core machine, two OpenMP threads spend their time waiting for each other.
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys

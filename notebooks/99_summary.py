@@ -41,7 +41,7 @@
 # no paper value to compare
 # : the setting was run at the paper's scale but the paper's value is not yet transcribed.
 
-# %%
+# %% tags=["hide-input"]
 import importlib.util
 import subprocess
 import sys
