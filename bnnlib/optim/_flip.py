@@ -23,6 +23,7 @@ import math
 import numbers
 import shutil
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,7 +181,7 @@ class Bucket:
         return torch.full((), value, dtype=self.dtype, device=self.device)
 
 
-class FlipOptimizer(Optimizer):
+class FlipOptimizer(Optimizer, ABC):
     """Base of Bop and Bop2ndOrder: param groups, buckets, impl choice, flip counting.
 
     Subclasses set ``slots`` (state tensors created as zeros like the parameter), implement
@@ -211,11 +212,13 @@ class FlipOptimizer(Optimizer):
         super().add_param_group(param_group)
         self._check_group(self.param_groups[-1], in_step=False)
 
+    @abstractmethod
     def _check_group(self, group: dict[str, Any], *, in_step: bool) -> None:
-        raise NotImplementedError
+        """Validate a group's hyper-parameters (at construction, and before each step)."""
 
+    @abstractmethod
     def _update(self, group: dict[str, Any], bucket: Bucket, impl: str) -> None:
-        raise NotImplementedError
+        """Apply one step to ``bucket`` (tensors of one device and dtype) with ``impl``."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
