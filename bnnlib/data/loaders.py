@@ -169,10 +169,9 @@ def build_loaders(
         )
 
     device = torch.device(device)
-    train_x = torch.from_numpy(arrays.train_x).to(device)
-    train_y = torch.from_numpy(arrays.train_y).to(device)
-    test_x = torch.from_numpy(arrays.test_x).to(device)
-    test_y = torch.from_numpy(arrays.test_y).to(device)
+    train_x, train_y, test_x, test_y = (
+        _tensor(a, device) for a in (arrays.train_x, arrays.train_y, arrays.test_x, arrays.test_y)
+    )
     eval_bs = eval_batch_size or batch_size
 
     make = partial(BatchLoader, preprocess=preprocess, seed=seed)
@@ -198,6 +197,12 @@ def build_loaders(
         info=info,
         preprocess=preprocess,
     )
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Arrays decoded straight from a file buffer are read-only; torch needs writable memory, so
+    those (and only those) are copied once."""
+    return torch.from_numpy(np.require(array, requirements=["C", "W"])).to(device)
 
 
 def _check_subset(name: str, value: object, available: int) -> None:
