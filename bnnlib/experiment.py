@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import save_torch
 from .config import ResolvedConfig, RunConfig
 from .results import RunRecord, git_commit, hardware_description
 from .trainer import Trainer
@@ -128,7 +129,7 @@ def run(
     extras: dict[str, Any] = {}
     if cfg.task == "denoising":
         extras["reconstructions"] = trainer.reconstructions(data.test)
-    torch.save(prepared.model.state_dict(), ckpt_dir / "model.pt")
+    save_torch(ckpt_dir / "model.pt", prepared.model.state_dict())
     final = {k: v for k, v in history[-1].items() if k.startswith(("test_", "val_"))}
     record = RunRecord(
         key=key,
