@@ -133,10 +133,16 @@ def _stored_digest(path: Path) -> str | None:
 
 
 def _store_digest(path: Path, profile: str, digest: str) -> None:
+    """Record the inputs' digest in the executed notebook. The page then shows only the
+    parameters papermill injected (the values the profile used), not the overridden defaults."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     nb.metadata[METADATA_KEY] = {"profile": profile, "inputs_digest": digest}
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
     nbformat.write(nb, path)
 
 
