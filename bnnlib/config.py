@@ -145,6 +145,7 @@ _OPTIONAL_KEYS = {
     "num_samples",
     "grad_momentum",
     "trainset_scale",
+    "stop_after_epochs",
 }
 
 

@@ -120,7 +120,7 @@ def run(
     start = time.perf_counter()
     history = trainer.fit(
         data.train,
-        cfg.hparams["epochs"],
+        run_epochs(cfg),
         test=data.test,
         val=data.val,
         checkpoint_dir=ckpt_dir,
@@ -141,6 +141,11 @@ def run(
     )
     record.save(path)
     return record
+
+
+def run_epochs(cfg: ResolvedConfig) -> int:
+    """Epochs the run trains: ``epochs``, or ``stop_after_epochs`` when the run stops early."""
+    return cfg.hparams.get("stop_after_epochs", cfg.hparams["epochs"])
 
 
 def dry_run(config: RunConfig | ResolvedConfig | dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +187,7 @@ def run_provenance(cfg: ResolvedConfig, prepared: Prepared, wall: float) -> dict
         "train_size": prepared.data.train.num_samples,
         "val_size": prepared.data.val.num_samples if prepared.data.val is not None else 0,
         "test_size": prepared.data.test.num_samples,
-        "epochs": cfg.hparams["epochs"],
+        "epochs": run_epochs(cfg),
+        "schedule_epochs": cfg.hparams["epochs"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -296,6 +296,7 @@ class Trainer:
     # -- bookkeeping ----------------------------------------------------------------------------
 
     def current_hparams(self) -> dict[str, float]:
+        """Scheduled values as they stand now: at the end of an epoch, those the next step uses."""
         out: dict[str, float] = {}
         for group in self.optimizer.param_groups:
             for key in SCHEDULED_KEYS:

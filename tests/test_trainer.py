@@ -83,3 +83,24 @@ def test_binary_mlp_with_bop_learns_full_mnist_in_one_epoch(tmp_path: Path) -> N
     rec = run(cfg, tmp_path, progress=False)
     assert rec.provenance["train_size"] == 60_000 and rec.provenance["test_size"] == 10_000
     assert rec.final["test_acc"] >= 0.93
+
+
+@needs_mnist
+def test_stop_after_epochs_keeps_the_schedule_length(tmp_path: Path) -> None:
+    """BayesBiNN's epoch-1 number comes from the first epoch of a 500-epoch cosine: the run stops
+    early while the schedule still spans `epochs`."""
+    cfg = RunConfig(
+        model="mlp_binaryconnect",
+        dataset="mnist",
+        hparams_set="bayesbinn",
+        hparams={"stop_after_epochs": 1, "train_subset": 300, "test_subset": 100},
+        model_kwargs={"width": 0.125},
+    )
+    rec = run(cfg, tmp_path, progress=False)
+    assert len(rec.history) == 1 and rec.provenance["schedule_epochs"] == 500
+    # The recorded value is the one the next step uses: alpha(2) of the 500-epoch cosine.
+    assert rec.history[0]["hparams"]["lr"] == pytest.approx(9.9996052e-5, rel=1e-6)
+    with pytest.raises(ValueError, match="stop_after_epochs"):
+        RunConfig(
+            model="binary_mlp", dataset="mnist", hparams_set="bop", hparams={"stop_after_epochs": 2}
+        ).resolve()
