@@ -106,6 +106,48 @@ def continual_config(
     return seed_file_config(CONTINUAL_FILE, scale, seed=seed, **extra)
 
 
+def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Every config the chapter runs, from its notebook parameters ``p``: "mnist" (both methods,
+    every seed), "temperature" (BayesBiNN, first seed, other temperatures), "cifar" and
+    "continual". With ``keep_paper_schedule`` a run shorter than the run file trains the first
+    epochs of the file's schedule (``stop_after_epochs``) instead of compressing it."""
+    paper_epochs = seed_file(CLASSIFICATION_FILES["mnist"]["BayesBiNN"]).epochs
+
+    def sized(width: float, epochs: int | None, train: int | None, test: int | None) -> Scale:
+        stop = p["keep_paper_schedule"] and epochs is not None and epochs < paper_epochs
+        return Scale(
+            width, None if stop else epochs, train, test, profile, epochs if stop else None
+        )
+
+    scale = sized(p["width"], p["epochs"], p["train_subset"], p["test_subset"])
+    t_scale = sized(
+        p["temperature_width"], p["epochs"], p["temperature_train_subset"], p["test_subset"]
+    )
+    c_scale = sized(
+        p["cifar_width"], p["cifar_epochs"], p["cifar_train_subset"], p["cifar_test_subset"]
+    )
+    bayesbinn_mnist = CLASSIFICATION_FILES["mnist"]["BayesBiNN"]
+    cl_scale = Scale(1.0, p["cl_epochs"], p["cl_train_subset"], p["cl_test_subset"], profile)
+    return {
+        "mnist": classification_configs("mnist", scale, p["seeds"]),
+        "temperature": [
+            seed_file_config(bayesbinn_mnist, t_scale, seed=p["seeds"][0], temperature=t)
+            for t in p["temperatures"]
+        ],
+        "cifar": [
+            c
+            for family in p["cifar_datasets"]
+            for c in classification_configs(
+                family,
+                c_scale,
+                p["cifar_seeds"],
+                dataset=p["cifar_substitute"] if family == "cifar10" else None,
+            )
+        ],
+        "continual": [continual_config(cl_scale, p["seeds"][0], p["cl_eval_samples"])],
+    }
+
+
 def method_of_set(hparams_set: str) -> str:
     """The method label ("BayesBiNN" or "STE") of an hparams set."""
     by_set = {v: k for k, v in METHODS.items()}
