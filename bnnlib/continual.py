@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,13 @@ import numpy as np
 import torch
 
 from .config import ResolvedConfig, RunConfig
-from .experiment import CHECKPOINTS, Prepared, prepare, resolve_config, run_provenance
+from .experiment import (
+    Prepared,
+    cached_record,
+    prepare,
+    resolve_config,
+    run_provenance,
+)
 from .results import RunRecord
 from .trainer import CHECKPOINT_NAME, Trainer
 
@@ -144,14 +149,9 @@ def run_continual(
     _check_settings(cfg, num_tasks, use_prior, eval_every_epoch)
     results_dir = Path(results_dir)
     key = record_key(cfg, num_tasks, use_prior, eval_every_epoch)
-    path = results_dir / f"{key}.json"
-    ckpt_dir = results_dir / CHECKPOINTS / key
-    if path.exists() and not force:
-        rec = RunRecord.load(path)
-        if rec.status == "complete":
-            return rec
-    if force and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+    rec, path, ckpt_dir = cached_record(results_dir, key, force)
+    if rec is not None:
+        return rec
     prepared = prepare(cfg, progress=progress)
     start = time.perf_counter()
     history = train_continual(

@@ -106,14 +106,9 @@ def run(
     cfg = resolve_config(config)
     results_dir = Path(results_dir)
     key = cfg.key()
-    path = results_dir / f"{key}.json"
-    ckpt_dir = results_dir / CHECKPOINTS / key
-    if path.exists() and not force:
-        rec = RunRecord.load(path)
-        if rec.status == "complete":
-            return rec
-    if force and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+    rec, path, ckpt_dir = cached_record(results_dir, key, force)
+    if rec is not None:
+        return rec
     tb_dir = results_dir / "tensorboard" / key if tensorboard else None
     prepared = prepare(cfg, progress=progress, tensorboard_dir=tb_dir)
     trainer, data = prepared.trainer, prepared.data
@@ -141,6 +136,20 @@ def run(
     )
     record.save(path)
     return record
+
+
+def cached_record(results_dir: Path, key: str, force: bool) -> tuple[RunRecord | None, Path, Path]:
+    """(the complete record of ``key`` or None, its path, its checkpoint folder). With ``force``
+    no record is returned and old checkpoints are removed, so the run starts afresh."""
+    path = results_dir / f"{key}.json"
+    ckpt_dir = results_dir / CHECKPOINTS / key
+    if path.exists() and not force:
+        rec = RunRecord.load(path)
+        if rec.status == "complete":
+            return rec, path, ckpt_dir
+    if force and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    return None, path, ckpt_dir
 
 
 def run_epochs(cfg: ResolvedConfig) -> int:
