@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "forced": forced,
     }
     _print_table(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    from bnnlib.atomic import write_json
+
+    write_json(args.out, report)  # atomic: a reader never sees half a result file
+    print(f"wrote {args.out}")
     return report
 
 
