@@ -230,3 +230,21 @@ def run_configs(
                 finished(futures[future], error, seconds)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def run_and_load(
+    configs: list[dict[str, Any]], results_dir: str | Path, *, workers: int = 1
+) -> list[Any]:
+    """What a chapter needs: run ``configs`` (recorded ones are loaded, not re-run) and return
+    their run records in the order of ``configs``. Any failure stops the page with the first
+    error, so a chart never silently lacks a run."""
+    from .config import RunConfig
+    from .results import load_records
+
+    report = run_configs(configs, results_dir, workers=workers)
+    print(f"{len(report.ran)} trained, {len(report.skipped)} loaded from records")
+    if report.failed:
+        first_error = next(iter(report.failed.values()))
+        raise RuntimeError(f"{len(report.failed)} runs failed; the first:\n{first_error}")
+    by_key = {r.key: r for r in load_records(results_dir)}
+    return [by_key[RunConfig.from_dict(c).key()] for c in configs]

@@ -64,9 +64,8 @@ from IPython.display import Markdown, display
 from bnnlib import bop2_claims, report
 from bnnlib import bop2_study as study
 from bnnlib.claims import verdict_frame
-from bnnlib.config import RunConfig
-from bnnlib.results import load_records, records_frame
-from bnnlib.sweep import run_configs
+from bnnlib.results import records_frame
+from bnnlib.sweep import run_and_load
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -107,15 +106,9 @@ pd.DataFrame(
 ).style.format(axes, na_rep="set default")
 
 # %%
-sweep = run_configs(configs, results_dir, workers=workers)
-by_key = {r.key: r for r in load_records(results_dir)}
-records = [by_key[RunConfig.from_dict(c).key()] for c in configs]
+records = run_and_load(configs, results_dir, workers=workers)
 labels = study.run_labels(records)
 frame = study.label_frame(records_frame(records), records)
-print(f"{len(sweep.ran)} trained, {len(sweep.skipped)} loaded from records")
-if sweep.failed:
-    first_error = next(iter(sweep.failed.values()))
-    raise RuntimeError(f"{len(sweep.failed)} runs failed; the first:\n{first_error}")
 
 # %%
 first = records[0]

@@ -58,9 +58,8 @@ from IPython.display import Markdown, display
 from bnnlib import bop2_claims, report
 from bnnlib import bop2_study as study
 from bnnlib.claims import verdict_frame
-from bnnlib.config import RunConfig
-from bnnlib.results import load_records, records_frame
-from bnnlib.sweep import run_configs
+from bnnlib.results import records_frame
+from bnnlib.sweep import run_and_load
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -96,16 +95,9 @@ sched_scale = study.Scale(
 )
 grid_configs = study.ablation_configs(grid_scale, grids, point)
 sched_configs = study.scheduler_configs(sched_scale, epochs_decay, decay, point)
-sweep = run_configs(grid_configs + sched_configs, results_dir, workers=workers)
-print(f"{len(sweep.ran)} trained, {len(sweep.skipped)} loaded from records")
-if sweep.failed:
-    first_error = next(iter(sweep.failed.values()))
-    raise RuntimeError(f"{len(sweep.failed)} runs failed; the first:\n{first_error}")
-by_key = {r.key: r for r in load_records(results_dir)}
-grid_records = [
-    by_key[k] for k in dict.fromkeys(RunConfig.from_dict(c).key() for c in grid_configs)
-]
-sched_records = [by_key[k] for k in (RunConfig.from_dict(c).key() for c in sched_configs)]
+loaded = run_and_load(grid_configs + sched_configs, results_dir, workers=workers)
+grid_records = list({r.key: r for r in loaded[: len(grid_configs)]}.values())
+sched_records = loaded[len(grid_configs) :]
 
 # %%
 first = grid_records[0]

@@ -54,10 +54,9 @@ from IPython.display import Markdown, display
 from bnnlib import bop2_claims, report
 from bnnlib import bop2_study as study
 from bnnlib.claims import verdict_frame
-from bnnlib.config import RunConfig
 from bnnlib.hparams import get_hparams
-from bnnlib.results import load_records, records_frame
-from bnnlib.sweep import run_configs
+from bnnlib.results import records_frame
+from bnnlib.sweep import run_and_load
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -102,13 +101,7 @@ display(recipe.map(report.format_value))
 # %%
 scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed, profile)
 configs = study.cifar_recipe_configs(scale)
-sweep = run_configs(configs, results_dir, workers=workers)
-print(f"{len(sweep.ran)} trained, {len(sweep.skipped)} loaded from records")
-if sweep.failed:
-    first_error = next(iter(sweep.failed.values()))
-    raise RuntimeError(f"{len(sweep.failed)} runs failed; the first:\n{first_error}")
-by_key = {r.key: r for r in load_records(results_dir)}
-records = [by_key[RunConfig.from_dict(c).key()] for c in configs]
+records = run_and_load(configs, results_dir, workers=workers)
 frame = study.label_frame(records_frame(records), records)
 
 # %%

@@ -54,11 +54,9 @@ from IPython.display import Markdown, display
 from bnnlib import bayesbinn_study as study
 from bnnlib import report
 from bnnlib.bayesbinn_config import cosine_epoch_lr
-from bnnlib.config import RunConfig
 from bnnlib.continual import run_continual
 from bnnlib.reported import reported
-from bnnlib.results import load_records
-from bnnlib.sweep import run_configs
+from bnnlib.sweep import run_and_load
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -139,15 +137,9 @@ pd.DataFrame(
 )
 
 # %%
-sweep = run_configs(configs + temperature_configs, results_dir, workers=workers)
-print(f"{len(sweep.ran)} trained, {len(sweep.skipped)} loaded from records")
-if sweep.failed:
-    first_error = next(iter(sweep.failed.values()))
-    raise RuntimeError(f"{len(sweep.failed)} runs failed; the first:\n{first_error}")
-by_key = {r.key: r for r in load_records(results_dir)}
-records = [by_key[RunConfig.from_dict(c).key()] for c in configs]
+loaded = run_and_load(configs + temperature_configs, results_dir, workers=workers)
+records, temperature_records = loaded[: len(configs)], loaded[len(configs) :]
 mnist = [r for r in records if r.config["dataset"] == "mnist"]
-temperature_records = [by_key[RunConfig.from_dict(c).key()] for c in temperature_configs]
 
 # %%
 first = mnist[0]
