@@ -132,7 +132,7 @@ def _stored_digest(path: Path) -> str | None:
     return metadata.get(METADATA_KEY, {}).get("inputs_digest")
 
 
-def _store_digest(path: Path, profile: str, digest: str) -> None:
+def _finish_executed(path: Path, profile: str, digest: str) -> None:
     """Record the inputs' digest in the executed notebook. The page then shows only the
     parameters papermill injected (the values the profile used), not the overridden defaults."""
     import nbformat
@@ -260,7 +260,7 @@ def build_book(
         except Exception as err:  # every notebook runs; all failures are reported together
             failures.append(f"{docname}: {type(err).__name__}: {err}".strip())
             continue
-        _store_digest(target, profile, _inputs_digest(source, params, library, root))
+        _finish_executed(target, profile, _inputs_digest(source, params, library, root))
         report.notebooks.append(NotebookRun(docname, time.perf_counter() - began, True))
     if failures:
         raise BookBuildError(
