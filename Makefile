@@ -24,7 +24,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 book: install
-	$(VENV)/bin/bnnlib book --profile $(PROFILE)
+	$(VENV)/bin/bnnlib-book build --profile $(PROFILE)
 
 test: install chromium
 	$(PY) -m pytest -q

@@ -2,7 +2,7 @@
 
 The paper's MLP (``mlp_binaryconnect``: 784-2048-2048-2048-10, dropout 0.2, batch 100) is
 trained for one epoch with each method, through the path every run takes
-(``bnnlib.experiment.prepare`` and ``Trainer.train_epoch``), on MNIST with the seed's 10 %
+(``bnnlib.experiment.runs.prepare`` and ``Trainer.train_epoch``), on MNIST with the seed's 10 %
 validation split (54,000 training images; ``--train-subset`` trains on fewer). The recipes keep
 their 500-epoch cosine schedule, so this epoch is exactly the first epoch of the paper's run.
 Reported per method: the epoch's wall time, the test accuracy after it, and the median time of
@@ -86,8 +86,8 @@ OPTIMIZER_CASES = (floor, step, noise)
 
 
 def _prepare(method: str, args: argparse.Namespace) -> Any:
-    from bnnlib.config import RunConfig
-    from bnnlib.experiment import prepare
+    from bnnlib.experiment.config import RunConfig
+    from bnnlib.experiment.runs import prepare
 
     hparams = {}
     if args.train_subset is not None:

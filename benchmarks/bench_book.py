@@ -1,8 +1,8 @@
 """Wall time of building the book: from a fresh checkout, again with nothing changed, and forced.
 
 The files a clone would hold (``git ls-files``: tracked and untracked-but-not-ignored) are copied
-to a temporary folder, and the book is built there in a subprocess, as ``bnnlib book --profile
-smoke`` builds it in a checkout (``bnnlib.book.build_book`` with that folder as root):
+to a temporary folder, and the book is built there in a subprocess, as ``bnnlib-book build --profile
+smoke`` builds it in a checkout (``bnnlib_book.build.build_book`` with that folder as root):
 
 1. cold: no ``_build`` at all, so every notebook runs and trains its smoke runs;
 2. rebuild with nothing changed (``--rebuilds`` times, median): every notebook is skipped by its
@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 BUILD = """
 import json, sys
-from bnnlib.book import build_book
+from bnnlib_book.build import build_book
 r = build_book(sys.argv[1], force=sys.argv[2] == "1", root=sys.argv[3], out=sys.argv[4])
 runs = [{"name": n.name, "seconds": n.seconds, "executed": n.executed} for n in r.notebooks]
 print(json.dumps({"notebooks": runs, "sphinx_s": r.sphinx_seconds, "total_s": r.total_seconds}))
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _print_table(report: dict[str, Any]) -> None:
     s = report["settings"]
     print(
-        f"bnnlib book --profile {s['profile']}: {len(s['notebooks'])} notebooks"
+        f"bnnlib-book build --profile {s['profile']}: {len(s['notebooks'])} notebooks"
         + (" | QUICK (first chapter only)" if report["quick"] else "")
     )
     cold, forced = report["cold"], report["forced"]

@@ -3,7 +3,7 @@
 Each architecture is built three times, with the same layers, norms and batch:
 
 - ``binary``: +-1 weights and ste_sign activations, trained by the recipe's Router (Bop on the
-  binary kernels, Adam on the norms), exactly as ``bnnlib.recipes`` builds it for training;
+  binary kernels, Adam on the norms), exactly as ``bnnlib.experiment.recipes`` builds it for training;
 - ``latent``: the STE baseline: real latent weights seen through ste_sign, clipped Adam;
 - ``float``: ``weight_mode="real"`` and every ste_sign input quantizer replaced by hardtanh (the
   function whose gradient ste_sign passes), Adam(foreach) on every parameter.
@@ -84,9 +84,9 @@ class Built:
 
 def build(arch: Architecture, variant: str, device: torch.device) -> Built:
     """The model and optimizer of ``variant``, through the same recipe code training uses."""
-    from bnnlib.config import RunConfig
+    from bnnlib.experiment.config import RunConfig
+    from bnnlib.experiment.recipes import build_model, build_recipe
     from bnnlib.models import create_model
-    from bnnlib.recipes import build_model, build_recipe
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .summary import Summary, summary  # noqa: E402 - needs __version__ defined first for submodules
+from bnnlib.summary import Summary, summary  # noqa: E402 - needs __version__ defined first for submodules
 
 __all__ = ["Summary", "__version__", "summary"]

@@ -1,4 +1,4 @@
-"""``bnnlib train|test|summary|run|sweep|book``: the seeds' commands, one entry point.
+"""``bnnlib train|test|summary|sweep``: the seeds' commands, one entry point.
 
 Every command validates its whole input first: a wrong name, key, type or value prints one line
 naming it (with the valid choices) and exits with status 2 before anything is read or written.
@@ -135,18 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--input-shape", default=None, help="e.g. 3,32,32 to show output shapes")
     summ.add_argument("--list", action="store_true", help="list registered models")
 
-    book = sub.add_parser("book", help="execute every notebook with a profile, then build the book")
-    book.add_argument("--profile", default="cpu", help="smoke (CI), cpu (default) or paper")
-    book.add_argument("--force", action="store_true", help="re-execute every notebook")
-
-    nb = sub.add_parser("run", help="execute one notebook with a params file")
-    nb.add_argument("notebook", help="name (bop_ablation) or path (notebooks/bop_ablation.py)")
-    nb.add_argument("-f", "--params", type=Path, help="params YAML (default: its --profile file)")
-    nb.add_argument("--profile", default="cpu")
-    nb.add_argument(
-        "--output", type=Path, help="executed notebook (default: _build/run/NAME.ipynb)"
-    )
-
     sw = sub.add_parser("sweep", help="run a parameter grid, skipping recorded runs")
     sw.add_argument("grid", type=Path)
     sw.add_argument("--workers", type=int, default=1)
@@ -166,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: ANN202
-    from .config import RunConfig
-    from .data import DatasetNotFoundError, check_dataset
+    from bnnlib.data import DatasetNotFoundError, check_dataset
+    from bnnlib.experiment.config import RunConfig
 
     try:
         if getattr(args, "config", None) is not None:
@@ -196,7 +184,7 @@ def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: 
 
 def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: ANN202
     """A seed-002 JSON run file; --dataset may name an offline copy, --hparams may override."""
-    from .bayesbinn_config import load_bayesbinn_config, to_run_config
+    from bnnlib.experiment.runfile import load_bayesbinn_config, to_run_config
 
     if args.model:
         raise UsageError("give either MODEL or --config FILE.json, not both")
@@ -212,8 +200,8 @@ def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: AN
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .experiment import dry_run, run
-    from .trainer import TrainingDiverged
+    from bnnlib.experiment.runs import dry_run, run
+    from bnnlib.train.trainer import TrainingDiverged
 
     cfg = _run_config(args, args.profile)
     if args.dry_run:
@@ -235,7 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_continual(args: argparse.Namespace, cfg, results_dir: Path) -> int:  # noqa: ANN001
-    from .continual import run_continual
+    from bnnlib.methods.continual import run_continual
 
     if args.tasks < 1:
         raise UsageError(f"--tasks {args.tasks} must be >= 1")
@@ -258,8 +246,8 @@ def _print_epoch(m: dict[str, Any]) -> None:
 def _cmd_test(args: argparse.Namespace) -> int:
     import torch
 
-    from .experiment import CHECKPOINTS, prepare
-    from .results import RunRecord
+    from bnnlib.experiment.records import RunRecord
+    from bnnlib.experiment.runs import CHECKPOINTS, prepare
 
     cfg = _run_config(args)
     logdir = Path(args.logdir)
@@ -290,8 +278,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from .models import create_model, list_models
-    from .summary import summary
+    from bnnlib.models import create_model, list_models
+    from bnnlib.summary import summary
 
     if args.list or not args.model:
         print("\n".join(list_models()))
@@ -311,44 +299,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_book(args: argparse.Namespace) -> int:
-    from .book import BookBuildError, build_book
-
-    try:
-        report = build_book(args.profile, force=args.force)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
-    except BookBuildError as exc:
-        print(f"bnnlib book: failed: {exc}", file=sys.stderr)
-        return 1
-    for nb in report.notebooks:
-        state = "executed" if nb.executed else "unchanged"
-        print(f"{nb.name}: {state} ({nb.seconds:.1f} s)")
-    print(
-        f"book ({args.profile}): {report.html_dir} in {report.total_seconds:.1f} s "
-        f"(sphinx {report.sphinx_seconds:.1f} s)"
-    )
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .book import params_path
-    from .notebook_runner import REPO_ROOT, resolve_notebook, run_notebook
-
-    try:
-        path = resolve_notebook(args.notebook)
-        params = args.params or params_path(REPO_ROOT, path.stem, args.profile)
-        if not Path(params).exists():
-            raise ValueError(f"params file {params} does not exist")
-        output = args.output or REPO_ROOT / "_build" / "run" / f"{path.stem}.ipynb"
-        print(run_notebook(path, params, output))
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    return 0
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from bnnlib.experiment.sweep import sweep
 
     try:
         report = sweep(
@@ -369,8 +321,6 @@ _COMMANDS = {
     "train": _cmd_train,
     "test": _cmd_test,
     "summary": _cmd_summary,
-    "book": _cmd_book,
-    "run": _cmd_run,
     "sweep": _cmd_sweep,
 }
 

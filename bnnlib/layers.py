@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quantizers import Quantizer, get_quantizer, sign_plus
+from bnnlib.quantizers import Quantizer, get_quantizer, sign_plus
 
 WEIGHT_MODES = ("binary", "latent", "real")
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import is_binary
+from bnnlib.layers import is_binary
 
 Shape = tuple[int, ...]
 

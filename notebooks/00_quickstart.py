@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bnnlib import report
 from bnnlib.optim import Bop
+from bnnlib_book import charts as report
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -117,7 +117,7 @@ report.curves_chart(
 if interactive:
     from IPython.display import display
 
-    from bnnlib import widgets
+    from bnnlib_book import widgets
 
     display(
         widgets.curves_panel(

@@ -57,12 +57,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib import report
-from bnnlib.config import RunConfig
 from bnnlib.data import dataset_info
-from bnnlib.reported import reported
-from bnnlib.results import load_records
-from bnnlib.rethinking_bnn import (
+from bnnlib.experiment.config import RunConfig
+from bnnlib.experiment.records import load_records
+from bnnlib.experiment.sweep import run_configs
+from bnnlib_book import charts as report
+from bnnlib_book.bop.study import (
     ABLATION_METRICS,
     CLAIMS,
     AblationDesign,
@@ -74,7 +74,7 @@ from bnnlib.rethinking_bnn import (
     flip_frame,
     metric_frame,
 )
-from bnnlib.sweep import run_configs
+from bnnlib_book.papers import reported
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -479,7 +479,7 @@ bop_paper.style.hide(axis="index").set_properties(**left)
 
 # %%
 if interactive:
-    from bnnlib import widgets
+    from bnnlib_book import widgets
 
     display(
         widgets.curves_panel(

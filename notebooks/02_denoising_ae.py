@@ -55,12 +55,13 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib import report
-from bnnlib.config import RunConfig
 from bnnlib.data import dataset_info
-from bnnlib.metrics import PEAK2_OFFSET_DB
-from bnnlib.results import load_records
-from bnnlib.rethinking_bnn import (
+from bnnlib.experiment.config import RunConfig
+from bnnlib.experiment.records import load_records
+from bnnlib.experiment.sweep import run_configs
+from bnnlib.train.metrics import PEAK2_OFFSET_DB
+from bnnlib_book import charts as report
+from bnnlib_book.bop.study import (
     DenoisingDesign,
     denoising_comparison,
     psnr_frame,
@@ -68,7 +69,6 @@ from bnnlib.rethinking_bnn import (
     study_psnr,
     vispics_table,
 )
-from bnnlib.sweep import run_configs
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -293,7 +293,7 @@ vispics_table(records).round(2)
 
 # %%
 if interactive:
-    from bnnlib import widgets
+    from bnnlib_book import widgets
 
     display(
         widgets.reconstruction_panel(

@@ -61,11 +61,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib import bop2_claims, report
-from bnnlib import bop2_study as study
-from bnnlib.claims import verdict_frame
-from bnnlib.results import records_frame
-from bnnlib.sweep import run_and_load
+from bnnlib.experiment.records import records_frame
+from bnnlib.experiment.sweep import run_and_load
+from bnnlib_book import charts as report
+from bnnlib_book.bop2 import claims as bop2_claims
+from bnnlib_book.bop2 import design as study
+from bnnlib_book.grading import verdict_frame
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -293,7 +294,7 @@ if eq_label is not None and "biased" in pivot.columns:
 # %% [markdown]
 # ## Claims of this chapter
 #
-# Statuses follow the rules of `bnnlib.claims`: a reduced-scale run never reproduces a paper
+# Statuses follow the rules of `bnnlib_book.grading`: a reduced-scale run never reproduces a paper
 # number; a qualitative claim checked at a reduced scale is at best "partially" reproduced,
 # unless it is a property of the update rule itself.
 
@@ -308,7 +309,7 @@ verdict_frame(bop2_claims.variants_claims(records, profile, traces))
 
 # %%
 if interactive:
-    from bnnlib import widgets
+    from bnnlib_book import widgets
 
     display(
         widgets.curves_panel(

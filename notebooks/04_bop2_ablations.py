@@ -55,11 +55,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib import bop2_claims, report
-from bnnlib import bop2_study as study
-from bnnlib.claims import verdict_frame
-from bnnlib.results import records_frame
-from bnnlib.sweep import run_and_load
+from bnnlib.experiment.records import records_frame
+from bnnlib.experiment.sweep import run_and_load
+from bnnlib_book import charts as report
+from bnnlib_book.bop2 import claims as bop2_claims
+from bnnlib_book.bop2 import design as study
+from bnnlib_book.grading import verdict_frame
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -294,7 +295,7 @@ verdict_frame(bop2_claims.ablations_claims(grid_records + sched_records, profile
 
 # %%
 if interactive:
-    from bnnlib import widgets
+    from bnnlib_book import widgets
 
     for axis in study.AXES:
         display(

@@ -51,12 +51,13 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib import bop2_claims, report
-from bnnlib import bop2_study as study
-from bnnlib.claims import verdict_frame
-from bnnlib.hparams import get_hparams
-from bnnlib.results import records_frame
-from bnnlib.sweep import run_and_load
+from bnnlib.experiment.hparams import get_hparams
+from bnnlib.experiment.records import records_frame
+from bnnlib.experiment.sweep import run_and_load
+from bnnlib_book import charts as report
+from bnnlib_book.bop2 import claims as bop2_claims
+from bnnlib_book.bop2 import design as study
+from bnnlib_book.grading import verdict_frame
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -231,6 +232,6 @@ verdict_frame(bop2_claims.cifar_claims(records, profile))
 
 # %%
 if interactive:
-    from bnnlib import widgets
+    from bnnlib_book import widgets
 
     display(widgets.curves_panel(hp, y="value", color="hyper-parameter", selects={"variant": None}))

@@ -25,8 +25,8 @@
 # using the previous task's posterior as the prior limits forgetting in continual learning.
 #
 # Seed 002 is Garg and Singhal's reproduction (ML Reproducibility Challenge 2020). Its JSON run
-# files are in `params/bayesbinn/`; this page reads them with
-# `bnnlib.bayesbinn_config.load_bayesbinn_config` and trains them through the library's one
+# files are in `bnnlib_book/bayesbinn/runfiles/`; this page reads them with
+# `bnnlib.experiment.runfile.load_bayesbinn_config` and trains them through the library's one
 # trainer, at a scale stated below.
 
 # %% tags=["hide-input"]
@@ -51,12 +51,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib import bayesbinn_study as study
-from bnnlib import report
-from bnnlib.bayesbinn_config import cosine_epoch_lr
-from bnnlib.continual import run_continual
-from bnnlib.reported import reported
-from bnnlib.sweep import run_and_load
+from bnnlib.experiment.runfile import cosine_epoch_lr
+from bnnlib.experiment.sweep import run_and_load
+from bnnlib.methods.continual import run_continual
+from bnnlib_book import charts as report
+from bnnlib_book.bayesbinn import design as study
+from bnnlib_book.papers import reported
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")

@@ -283,7 +283,7 @@ if not missing("optim"):
 #
 # binary
 # : $\pm 1$ weights and `ste_sign` activations, trained by the seed recipe's optimizer (Bop on
-#   the binary kernels, Adam on the norms), as `bnnlib.recipes` builds it;
+#   the binary kernels, Adam on the norms), as `bnnlib.experiment.recipes` builds it;
 #
 # latent
 # : the STE baseline: real latent weights seen through `ste_sign`, trained with clipped Adam;
@@ -443,7 +443,7 @@ if not missing("memory"):
 #
 # The goal: an epoch of BayesBiNN on the paper's MLP (784-2048-2048-2048-10, batch 100) should
 # take at most 1.3 times bnnlib's STE epoch on the same MLP and machine, with unchanged
-# accuracy. Both methods train through the path every run takes (`bnnlib.experiment.prepare`,
+# accuracy. Both methods train through the path every run takes (`bnnlib.experiment.runs.prepare`,
 # `Trainer.train_epoch`). Their recipes keep the paper's 500-epoch cosine schedule, so this
 # epoch is the first epoch of the paper's run. Medians of single steps, taken afterwards in
 # interleaved rounds, give a second estimate that load on the machine affects less.
@@ -508,7 +508,7 @@ if not missing("book"):
     s = book["settings"]
     display(
         Markdown(
-            f"`bnnlib book --profile {s['profile']}`, {len(s['notebooks'])} notebook(s); "
+            f"`bnnlib-book build --profile {s['profile']}`, {len(s['notebooks'])} notebook(s); "
             f"rebuild: median of {s['rebuilds']}."
         )
     )

@@ -20,7 +20,7 @@
 # run records give it under this page's profile. The chapters grade their claims with explicit
 # rules stated on their pages; this page applies the same rules to the same records, so the
 # statuses here and on the chapters agree (the autoencoders' reported PSNRs are graded here,
-# with the tolerance of `bnnlib.claims`: 0.5 dB, 1.5 dB for "partially"). The statuses:
+# with the tolerance of `bnnlib_book.grading`: 0.5 dB, 1.5 dB for "partially"). The statuses:
 #
 # reproduced
 # : the claim's own setting was run and the result matches (a number within the stated
@@ -62,8 +62,9 @@ if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library fro
 import pandas as pd
 from IPython.display import Markdown, display
 
-from bnnlib.chapters import SEEDS, book_verdicts
-from bnnlib.claims import STATUSES, status_counts, verdict_frame
+from bnnlib_book.chapters import SEEDS, book_verdicts
+from bnnlib_book.grading import STATUSES, status_counts, verdict_frame
+from bnnlib_book.runner import chapter_params
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -75,15 +76,15 @@ ablations_dir = "runs/cpu/04_bop2_ablations"
 cifar_dir = "runs/cpu/05_bop2_cifar_recipe"
 
 # %% tags=["remove-input"]
+results_dirs = {
+    "01_bop_ablation": bop_ablation_dir,
+    "02_denoising_ae": denoising_dir,
+    "03_bop2_variants": variants_dir,
+    "04_bop2_ablations": ablations_dir,
+    "05_bop2_cifar_recipe": cifar_dir,
+}
 verdicts = book_verdicts(
-    {
-        "01_bop_ablation": bop_ablation_dir,
-        "02_denoising_ae": denoising_dir,
-        "03_bop2_variants": variants_dir,
-        "04_bop2_ablations": ablations_dir,
-        "05_bop2_cifar_recipe": cifar_dir,
-    },
-    profile,
+    results_dirs, {name: chapter_params(name, profile) for name in results_dirs}
 )
 table = verdict_frame(verdicts)
 counts = status_counts(verdicts)

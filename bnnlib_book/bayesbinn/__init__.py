@@ -1,0 +1,1 @@
+"""The bayesbinn paper's chapter code."""

@@ -1,0 +1,230 @@
+"""The BayesBiNN study of seed 002 (spec Part A): its experiments as run configs built from the
+seed's own JSON run files, and the summaries its chapter draws.
+
+Every config starts from one of the reference code's run files, shipped in ``runfiles/`` (read with
+:func:`bnnlib.experiment.runfile.load_bayesbinn_config` and translated with
+:func:`~bnnlib.experiment.runfile.to_run_config`), so the chapter runs what the seed's scripts run;
+a :class:`Scale` then shrinks it (subsets, width, epochs). Shrinking ``epochs`` shrinks the cosine
+learning-rate schedule with it, because the schedule's length is the run's length.
+
+The paper reports mean +- std over 5 seeds with the *population* std (ddof=0, spec A.9), so
+:func:`seed_summary` does the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bnnlib.experiment.records import RunRecord
+from bnnlib.experiment.runfile import BayesBiNNConfig, load_bayesbinn_config, to_run_config
+from bnnlib_book.papers import Reported, reported
+
+RUN_FILES = Path(__file__).resolve().parent / "runfiles"
+# method label -> hparams set of its runs
+METHODS = {"BayesBiNN": "bayesbinn", "STE": "ste"}
+CLASSIFICATION_FILES = {
+    "mnist": {"BayesBiNN": "mnist_bayesbinn.json", "STE": "mnist_ste.json"},
+    "cifar10": {"BayesBiNN": "cifar10_bayesbinn.json", "STE": "cifar10_ste.json"},
+    "cifar100": {"BayesBiNN": "cifar100_bayesbinn.json", "STE": "cifar100_ste.json"},
+}
+CONTINUAL_FILE = "permuted_mnist_cl_bayesbinn.json"
+PAPER_DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+PAPER_METHODS = {"BayesBiNN": "BayesBiNN (mode)", "STE": "STE Adam"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a chapter's runs are. ``None`` keeps the run file's value (full set, its epochs)."""
+
+    width: float = 1.0
+    epochs: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    profile: str | None = None
+    # Train only this many epochs of the file's schedule (the paper's first epochs), instead of
+    # compressing the whole schedule into a short run.
+    stop_after_epochs: int | None = None
+
+
+def seed_file(file: str) -> BayesBiNNConfig:
+    """One of the reference code's JSON run files (package data), validated."""
+    return load_bayesbinn_config(RUN_FILES / file)
+
+
+def seed_file_config(
+    file: str, scale: Scale, seed: int = 0, dataset: str | None = None, **hparams: Any
+) -> dict[str, Any]:
+    """A RunConfig dict for a seed-002 run file at ``scale`` (``dataset`` replaces the file's,
+    e.g. an offline stand-in); ``hparams`` override the translated values last."""
+    cfg = seed_file(file)
+    run = to_run_config(cfg, dataset=dataset, seed=seed, profile=scale.profile).to_dict()
+    sized = {
+        "epochs": scale.epochs,
+        "stop_after_epochs": scale.stop_after_epochs,
+        "train_subset": scale.train_subset,
+        "test_subset": scale.test_subset,
+    }
+    run["hparams"] |= {k: v for k, v in sized.items() if v is not None} | hparams
+    run["model_kwargs"]["width"] = float(scale.width)
+    return run
+
+
+def classification_configs(
+    family: str,
+    scale: Scale,
+    seeds: Sequence[int],
+    methods: Sequence[str] = tuple(METHODS),
+    dataset: str | None = None,
+) -> list[dict[str, Any]]:
+    """BayesBiNN and STE on ``family`` ("mnist", "cifar10", "cifar100"), one run per seed."""
+    if family not in CLASSIFICATION_FILES:
+        raise ValueError(
+            f"unknown family {family!r}; choose from {', '.join(CLASSIFICATION_FILES)}"
+        )
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    files = CLASSIFICATION_FILES[family]
+    return [
+        seed_file_config(files[m], scale, seed=s, dataset=dataset) for m in methods for s in seeds
+    ]
+
+
+def continual_config(
+    scale: Scale, seed: int = 0, eval_samples: int | None = None
+) -> dict[str, Any]:
+    """The permuted-MNIST run file at ``scale``; ``eval_samples`` replaces its C = 100 sampled
+    networks per test (the cost of continual learning is mostly this evaluation)."""
+    extra = {} if eval_samples is None else {"eval_samples": eval_samples}
+    return seed_file_config(CONTINUAL_FILE, scale, seed=seed, **extra)
+
+
+def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Every config the chapter runs, from its notebook parameters ``p``: "mnist" (both methods,
+    every seed), "temperature" (BayesBiNN, first seed, other temperatures), "cifar" and
+    "continual". With ``keep_paper_schedule`` a run shorter than the run file trains the first
+    epochs of the file's schedule (``stop_after_epochs``) instead of compressing it."""
+    paper_epochs = seed_file(CLASSIFICATION_FILES["mnist"]["BayesBiNN"]).epochs
+
+    def sized(width: float, epochs: int | None, train: int | None, test: int | None) -> Scale:
+        stop = p["keep_paper_schedule"] and epochs is not None and epochs < paper_epochs
+        return Scale(
+            width, None if stop else epochs, train, test, profile, epochs if stop else None
+        )
+
+    scale = sized(p["width"], p["epochs"], p["train_subset"], p["test_subset"])
+    t_scale = sized(
+        p["temperature_width"], p["epochs"], p["temperature_train_subset"], p["test_subset"]
+    )
+    c_scale = sized(
+        p["cifar_width"], p["cifar_epochs"], p["cifar_train_subset"], p["cifar_test_subset"]
+    )
+    bayesbinn_mnist = CLASSIFICATION_FILES["mnist"]["BayesBiNN"]
+    cl_scale = Scale(1.0, p["cl_epochs"], p["cl_train_subset"], p["cl_test_subset"], profile)
+    return {
+        "mnist": classification_configs("mnist", scale, p["seeds"]),
+        "temperature": [
+            seed_file_config(bayesbinn_mnist, t_scale, seed=p["seeds"][0], temperature=t)
+            for t in p["temperatures"]
+        ],
+        "cifar": [
+            c
+            for family in p["cifar_datasets"]
+            for c in classification_configs(
+                family,
+                c_scale,
+                p["cifar_seeds"],
+                dataset=p["cifar_substitute"] if family == "cifar10" else None,
+            )
+        ],
+        "continual": [continual_config(cl_scale, p["seeds"][0], p["cl_eval_samples"])],
+    }
+
+
+def method_of_set(hparams_set: str) -> str:
+    """The method label ("BayesBiNN" or "STE") of an hparams set."""
+    by_set = {v: k for k, v in METHODS.items()}
+    if hparams_set not in by_set:
+        raise ValueError(f"hparams set {hparams_set!r} is not one of {', '.join(by_set)}")
+    return by_set[hparams_set]
+
+
+def method_of(record: RunRecord) -> str:
+    """The method label ("BayesBiNN" or "STE") of a run record."""
+    return method_of_set(record.config["hparams_set"])
+
+
+def curves_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per (run, epoch): method, seed, epoch, train and test accuracy."""
+    rows = [
+        {
+            "method": method_of(rec),
+            "seed": rec.config["seed"],
+            "run": f"{method_of(rec)}, seed {rec.config['seed']}",
+            "epoch": h["epoch"],
+            "train_acc": h.get("train_acc"),
+            "test_acc": h.get("test_acc"),
+        }
+        for rec in records
+        for h in rec.history
+    ]
+    return pd.DataFrame(rows)
+
+
+def seed_summary(records: Sequence[RunRecord], metric: str = "test_acc") -> pd.DataFrame:
+    """Per method: number of seeds, mean and population std (ddof=0, as the paper) of the final
+    ``metric`` in percent."""
+    if not records:
+        raise ValueError("no run records to summarise")
+    values = pd.DataFrame(
+        [{"method": method_of(r), "value": 100.0 * r.final[metric]} for r in records]
+    )
+    grouped = values.groupby("method", sort=False)["value"]
+    return pd.DataFrame(
+        {"seeds": grouped.size(), "mean": grouped.mean(), "std": grouped.std(ddof=0)}
+    )
+
+
+def task_frame(records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """Continual-learning accuracies, one row per (run label, tasks trained, task tested):
+    ``after_task`` is the number of tasks trained so far, ``task`` the task tested."""
+    rows = []
+    for label, rec in records.items():
+        for ev in rec.extras["task_evals"]:
+            for t in range(1, ev["task"] + 1):
+                rows.append(
+                    {
+                        "run": label,
+                        "after_task": ev["task"],
+                        "task": f"task {t}",
+                        "accuracy": ev[f"acc_task_{t}"],
+                    }
+                )
+            rows.append(
+                {
+                    "run": label,
+                    "after_task": ev["task"],
+                    "task": "average over seen tasks",
+                    "accuracy": ev["avg_acc"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def paper_entries(family: str, method: str) -> tuple[Reported, Reported]:
+    """The paper's (mean, population std) test accuracy for ``family`` and ``method``."""
+    if family not in PAPER_DATASETS or method not in PAPER_METHODS:
+        raise ValueError(
+            f"no paper numbers for ({family!r}, {method!r}); families: "
+            f"{', '.join(PAPER_DATASETS)}; methods: {', '.join(PAPER_METHODS)}"
+        )
+    setting = f"{PAPER_DATASETS[family]}, {PAPER_METHODS[method]}, 500 epochs"
+    found = {e.metric: e for e in reported("bayesbinn") if e.setting == setting}
+    return found["test accuracy"], found["test accuracy std"]

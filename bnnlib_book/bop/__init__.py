@@ -1,0 +1,1 @@
+"""The bop paper's chapter code."""

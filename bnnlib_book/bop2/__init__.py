@@ -1,0 +1,1 @@
+"""The bop2 paper's chapter code."""

@@ -1,0 +1,187 @@
+"""Claims of the reproduced works and the status our runs give them, for the book's summary.
+
+A chapter states the claims it tests as :class:`Claim` values and turns its run records into a
+:class:`Verdict` per claim with the helpers here, so every chapter judges by the same rules:
+
+- a number is only compared with the paper's when the run used the paper's setting (its data
+  set, full training set, full width and epochs); a reduced-scale run can never "reproduce" a
+  paper number, it leaves the claim "not run at this profile" and shows what it measured;
+- a qualitative claim (a direction, an ordering) may be judged at a reduced scale, but then at
+  best "partially" unless the claim does not depend on scale (a property of the update rule);
+- a claim whose paper value is not yet transcribed cannot be judged at all.
+
+The book's summary page collects the verdicts of every chapter through
+:data:`bnnlib_book.chapters.CHAPTERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bnnlib.experiment.records import RunRecord, load_records
+
+REPRODUCED = "reproduced"
+PARTIALLY = "partially reproduced"
+NOT_REPRODUCED = "not reproduced"
+NOT_RUN = "not run at this profile"
+NO_PAPER_VALUE = "no paper value to compare"
+STATUSES = (REPRODUCED, PARTIALLY, NOT_REPRODUCED, NOT_RUN, NO_PAPER_VALUE)
+
+# Gaps within which a paper-scale run reproduces a reported number, or reproduces it partially
+# (our choice, for one seed per setting): top-1 accuracy in percentage points, PSNR in dB.
+ACCURACY_TOLERANCE = (1.0, 3.0)
+PSNR_TOLERANCE = (0.5, 1.5)
+
+FRAME_COLUMNS = ("seed", "chapter", "claim", "source", "paper", "status", "evidence")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One statement of a paper or repository that a chapter tests."""
+
+    seed: str
+    chapter: str
+    statement: str
+    source: str
+    paper: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The status our runs give a claim, what they measured, and which runs (their labels)."""
+
+    claim: Claim
+    status: str
+    evidence: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown claim status {self.status!r}; choose one of {STATUSES}")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter of the book and the function that judges its claims from its run records.
+
+    ``evaluator`` is ``function(records, params) -> list[Verdict]``, called with the chapter's run
+    records and the parameters its page ran with.
+    A chapter without one (planned, or outside the book) lists its ``claims`` as not run and
+    says ``why``.
+    """
+
+    seed: str
+    name: str
+    title: str
+    evaluator: Callable[[list[RunRecord], Mapping[str, Any]], list[Verdict]] | None = None
+    claims: tuple[Claim, ...] = ()
+    why: str = ""
+
+
+def paper_scale(record: RunRecord, dataset: str, epochs: int, train_size: int) -> bool:
+    """Whether ``record`` ran the paper's setting: its data set, training-set size and epochs,
+    at full width (the model's default width 1.0)."""
+    p = record.provenance
+    width = record.config.get("model_kwargs", {}).get("width", 1.0)
+    return (
+        record.config.get("dataset") == dataset
+        and p.get("train_size") == train_size
+        and p.get("epochs") == epochs
+        and float(width) == 1.0
+    )
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def compare_number(
+    claim: Claim,
+    record: RunRecord | None,
+    metric: str,
+    paper: float | None,
+    *,
+    at_paper_scale: bool,
+    tolerance: tuple[float, float] = ACCURACY_TOLERANCE,
+    scale: float = 100.0,
+    unit: str = "%",
+) -> Verdict:
+    """Verdict for a reported number ``paper`` against ``record.final[metric] * scale``: within
+    ``tolerance[0]`` reproduced, within ``tolerance[1]`` partially, else not reproduced. Missing
+    record: not run. Reduced scale: not run, with our number for reference."""
+    if record is None:
+        return Verdict(claim, NOT_RUN, "no run record")
+    if metric not in record.final:
+        raise ValueError(
+            f"metric {metric!r} is not in the record's final metrics: {sorted(record.final)}"
+        )
+    ours = scale * record.final[metric]
+    measured = f"ours {ours:.2f} {unit} ({record.label})"
+    if not at_paper_scale:
+        return Verdict(claim, NOT_RUN, f"reduced-scale run, not comparable: {measured}")
+    if paper is None:
+        return Verdict(claim, NO_PAPER_VALUE, measured)
+    gap = ours - paper
+    reproduced, partial = tolerance
+    status = (
+        REPRODUCED
+        if abs(gap) <= reproduced
+        else PARTIALLY
+        if abs(gap) <= partial
+        else NOT_REPRODUCED
+    )
+    return Verdict(claim, status, f"{measured}; {gap:+.2f} {unit} from the paper")
+
+
+def judge_direction(
+    claim: Claim, holds: bool | None, evidence: str, *, at_paper_scale: bool, scale_free: bool
+) -> Verdict:
+    """Verdict for a qualitative claim. ``holds`` None means the runs needed are missing. A claim
+    that holds at a reduced scale is only "partially" reproduced unless it is ``scale_free``."""
+    if holds is None:
+        return Verdict(claim, NOT_RUN, evidence)
+    if not holds:
+        return Verdict(claim, NOT_REPRODUCED, evidence)
+    return Verdict(claim, REPRODUCED if at_paper_scale or scale_free else PARTIALLY, evidence)
+
+
+def not_run(claims: Iterable[Claim], why: str) -> list[Verdict]:
+    return [Verdict(c, NOT_RUN, why) for c in claims]
+
+
+def chapter_verdicts(
+    chapter: Chapter, results_dir: str | Path | None, params: Mapping[str, Any]
+) -> list[Verdict]:
+    """The verdicts of ``chapter`` from the records in ``results_dir`` (None or a missing folder:
+    no records)."""
+    if chapter.evaluator is None:
+        return not_run(chapter.claims, chapter.why)
+    folder = Path(results_dir) if results_dir is not None else None
+    records = load_records(folder) if folder is not None and folder.is_dir() else []
+    return chapter.evaluator(records, params)
+
+
+def verdict_frame(verdicts: Sequence[Verdict]) -> Any:
+    """One row per claim with the columns of :data:`FRAME_COLUMNS` (a pandas DataFrame)."""
+    import pandas as pd
+
+    rows = [
+        {
+            "seed": v.claim.seed,
+            "chapter": v.claim.chapter,
+            "claim": v.claim.statement,
+            "source": v.claim.source,
+            "paper": v.claim.paper,
+            "status": v.status,
+            "evidence": v.evidence,
+        }
+        for v in verdicts
+    ]
+    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+
+
+def status_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
+    """How many claims have each status, in :data:`STATUSES` order."""
+    return {s: sum(v.status == s for v in verdicts) for s in STATUSES}

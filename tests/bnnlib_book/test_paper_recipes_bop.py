@@ -1,0 +1,385 @@
+"""Seed 000's chapters (notebooks 01_bop_ablation, 02_denoising_ae): the paper profile is the
+study's recipe and every one of its configs takes an optimizer step; the claim rules grade
+records as their text says; the PSNR tables keep both conventions apart."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bnnlib.data import DatasetNotFoundError, check_dataset
+from bnnlib.experiment.config import RunConfig
+from bnnlib.experiment.records import RunRecord
+from bnnlib.experiment.runs import dry_run
+from bnnlib.train.metrics import PEAK2_OFFSET_DB
+from bnnlib_book.bop.study import (
+    CLAIMS,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    PARTIAL,
+    REPRODUCED,
+    AblationDesign,
+    AblationResults,
+    DenoisingDesign,
+    ablation_claims,
+    psnr_table,
+    vispics_table,
+)
+from bnnlib_book.papers import reported
+from bnnlib_book.params import load_params
+from bnnlib_book.runner import notebook_parameters
+from tests.conftest import needs_cifar_png
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+ABLATION = "01_bop_ablation"
+DENOISING = "02_denoising_ae"
+# Spec 2a (report Fig. 1 and Fig. 3): the study's grids.
+BN_GAMMAS = [1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2]
+LN_GAMMAS = [1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]
+TAUS = [1e-10, 1e-9, 5e-8, 1e-8, 1e-7, 5e-7, 1e-6]
+
+
+def profile_params(notebook: str, profile: str) -> dict[str, Any]:
+    """What papermill would run: the parameters cell overridden by the profile's file."""
+    defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{notebook}.py")
+    return {**defaults, **load_params(REPO_ROOT / "params" / notebook / f"{profile}.yaml")}
+
+
+def offline(config: dict[str, Any]) -> dict[str, Any]:
+    """True CIFAR-10 when present, else its exact PNG subset (the test's only substitution)."""
+    try:
+        check_dataset(config["dataset"])
+    except DatasetNotFoundError:
+        return {**config, "dataset": "cifar10-png-subset"}
+    return config
+
+
+def paper_configs() -> list[tuple[str, dict[str, Any]]]:
+    ablation = AblationDesign.from_params(profile_params(ABLATION, "paper")).configs()
+    denoising = DenoisingDesign.from_params(profile_params(DENOISING, "paper")).configs()
+    return [(ABLATION, c) for c in ablation] + [(DENOISING, c) for c in denoising.values()]
+
+
+def test_design_fields_are_notebook_parameters() -> None:
+    for notebook, design in ((ABLATION, AblationDesign), (DENOISING, DenoisingDesign)):
+        names = set(notebook_parameters(REPO_ROOT / "notebooks" / f"{notebook}.py"))
+        fields = set(design.__dataclass_fields__)
+        assert fields <= names, f"{notebook}: {sorted(fields - names)} are not parameters"
+
+
+def test_paper_ablation_is_the_study_grid() -> None:
+    design = AblationDesign.from_params(profile_params(ABLATION, "paper"))
+    assert design.dataset == "cifar10" and design.profile == "paper"
+    assert design.gammas == {"BatchNormalization": BN_GAMMAS, "LayerNormalization": LN_GAMMAS}
+    assert design.thresholds == TAUS
+    assert (design.gamma_sweep_threshold, design.tau_sweep_gamma) == (1e-8, 1e-4)
+    assert design.compare == {"threshold": 1e-8, "gamma": 1e-5, "epochs": 250}
+    resolved = [RunConfig.from_dict(c).resolve() for c in design.configs()]
+    bop = [r for r in resolved if r.hparams["optimizer"] == "bop"]
+    assert {r.model for r in bop} == {"binaryvgg"}
+    assert {r.hparams["batch_size"] for r in bop} == {64}
+    assert {r.model_kwargs.get("width", 1.0) for r in resolved} == {1.0}
+    assert sorted({r.hparams["epochs"] for r in bop}) == [100, 250]
+    assert [r.hparams["train_subset"] for r in resolved] == [None] * len(resolved)
+    # 6 + 7 (BN) and 7 + 7 (LN) grid points share (1e-8, 1e-4) once per norm; 2 comparison runs;
+    # one latent-weight run.
+    assert len({r.key() for r in resolved}) == (6 + 7 - 1) + (7 + 7 - 1) + 2 + 1
+
+
+def test_paper_denoising_is_the_readme_recipe() -> None:
+    configs = DenoisingDesign.from_params(profile_params(DENOISING, "paper")).configs()
+    resolved = {k: RunConfig.from_dict(c).resolve() for k, c in configs.items()}
+    assert {k: (r.model, r.hparams_set) for k, r in resolved.items()} == {
+        "AE + Adam": ("autoencoder", "traditional"),
+        "BAE + Adam": ("binaryae", "bnn"),
+        "BAE + Bop": ("binaryae", "bop"),
+    }
+    for r in resolved.values():
+        assert r.dataset == "cifar10" and r.preprocess_fn == "AE" and r.task == "denoising"
+        assert (r.hparams["epochs"], r.hparams["batch_size"], r.hparams["loss"]) == (100, 64, "mse")
+        assert r.model_kwargs["norm_layer"] == "BatchNormalization"
+    bop = resolved["BAE + Bop"].hparams
+    assert (bop["threshold"], bop["gamma"], bop["lr"]) == (1e-8, 1e-5, 0.01)
+    assert resolved["BAE + Adam"].hparams["beta_1"] == 0.99
+
+
+@needs_cifar_png
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("notebook", "config"),
+    paper_configs(),
+    ids=lambda v: v if isinstance(v, str) else RunConfig.from_dict(v).key(),
+)
+def test_every_paper_config_takes_a_step(notebook: str, config: dict[str, Any]) -> None:
+    out = dry_run(offline(config))
+    batch = RunConfig.from_dict(config).resolve().hparams["batch_size"]
+    assert out["batch_shape"] == [batch, 3, 32, 32]
+    assert math.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_small_profiles_keep_the_ends_and_best_point(profile: str) -> None:
+    design = AblationDesign.from_params(profile_params(ABLATION, profile))
+    assert design.compare["threshold"] == 1e-8 and design.compare["gamma"] == 1e-5
+    for norm in design.norms:
+        assert 1e-5 in design.gammas[norm]
+        assert set(design.gammas[norm]) <= set(BN_GAMMAS) | set(LN_GAMMAS)
+    assert set(design.thresholds) <= set(TAUS) and 1e-8 in design.thresholds
+    if profile == "cpu":
+        assert design.hparams["width"] == 0.125 and design.dataset == "cifar10-jpeg"
+        for norm in design.norms:
+            assert {1e-6, 1e-2} <= set(design.gammas[norm])
+        assert {1e-10, 1e-6} <= set(design.thresholds)
+        assert design.compare["epochs"] > design.grid_epochs
+
+
+# -- the claim rules on synthetic records ---------------------------------------------------------
+
+GRID_EPOCHS = 6
+
+
+def design(**changes: Any) -> AblationDesign:
+    values: dict[str, Any] = {
+        "dataset": "cifar10-jpeg",
+        "hparams": {"epochs": GRID_EPOCHS, "width": 0.125},
+        "norms": ["BatchNormalization", "LayerNormalization"],
+        "gammas": {"BatchNormalization": [1e-6, 1e-5, 1e-2], "LayerNormalization": [1e-5, 1e-2]},
+        "gamma_sweep_threshold": 1e-8,
+        "thresholds": [1e-9, 1e-8, 1e-7],
+        "tau_sweep_gamma": 1e-4,
+        "compare": {"threshold": 1e-8, "gamma": 1e-5, "epochs": 2 * GRID_EPOCHS},
+    }
+    return AblationDesign(**(values | changes))
+
+
+def record(
+    norm: str,
+    tau: float,
+    gamma: float,
+    accs: list[float],
+    *,
+    dataset: str = "cifar10-jpeg",
+    width: float = 0.125,
+    train_size: int = 4000,
+) -> RunRecord:
+    """A binaryvgg Bop record whose training accuracy (%) per epoch is ``accs``."""
+    return RunRecord(
+        key=f"{norm}-{tau:g}-{gamma:g}-{len(accs)}-{dataset}",
+        config={
+            "model": "binaryvgg",
+            "dataset": dataset,
+            "hparams_set": "bop",
+            "model_kwargs": {"norm_layer": norm, "width": width, "weight_mode": "binary"},
+            "hparams": {"optimizer": "bop", "threshold": tau, "gamma": gamma, "epochs": len(accs)},
+        },
+        history=[
+            {"epoch": i + 1, "train_acc": a / 100, "train_loss": 1.0, "test_acc": a / 100}
+            for i, a in enumerate(accs)
+        ],
+        final={},
+        provenance={"train_size": train_size},
+    )
+
+
+def status(records: list[RunRecord], claim_start: str, **changes: Any) -> tuple[str, str]:
+    """The status a claim's own rule gives (before the reduced-scale cap) and what it saw."""
+    (claim,) = [c for c in CLAIMS if c.claim.startswith(claim_start)]
+    finding = claim.check(AblationResults(design(**changes), records))
+    return finding.status, finding.ours
+
+
+BN, LN = "BatchNormalization", "LayerNormalization"
+RISING = [20, 35, 50, 60, 66, 70]
+
+
+@pytest.mark.parametrize(
+    ("best_final", "expected"),
+    [(70.0, REPRODUCED), (71.5, PARTIAL), (75.0, NOT_REPRODUCED)],
+)
+def test_best_point_rule(best_final: float, expected: str) -> None:
+    other = [*RISING[:-1], best_final]
+    records = [record(BN, 1e-8, 1e-5, RISING), record(BN, 1e-9, 1e-4, other)]
+    assert status(records, "the best setting")[0] == expected
+
+
+def test_a_claim_without_its_runs_is_not_run() -> None:
+    records = [record(BN, 1e-8, 1e-2, RISING)]
+    for claim in ("the best setting", "gamma = 1e-6", "runs with tau", "LayerNorm is slightly"):
+        assert status(records, claim)[0] == NOT_RUN
+
+
+def test_high_gamma_plateau_rule() -> None:
+    fast_flat_40 = [38, 40, 41, 41, 41, 41]
+    slow = [10, 15, 20, 30, 40, 50]
+    records = [record(BN, 1e-8, 1e-2, fast_flat_40), record(BN, 1e-8, 1e-5, slow)]
+    assert status(records, "gamma = 1e-2")[0] == REPRODUCED
+    fast_flat_80 = [70, 79, 80, 80, 80, 80]
+    records = [record(BN, 1e-8, 1e-2, fast_flat_80), record(BN, 1e-8, 1e-5, slow)]
+    assert status(records, "gamma = 1e-2")[0] == PARTIAL
+    short = [record(BN, 1e-8, 1e-2, [38, 40]), record(BN, 1e-8, 1e-5, [10, 15])]
+    assert status(short, "gamma = 1e-2", hparams={"epochs": 2})[0] == NOT_RUN
+
+
+def test_low_gamma_stable_but_slow_rule() -> None:
+    best = record(BN, 1e-8, 1e-5, RISING)
+    stable_slow = record(BN, 1e-8, 1e-6, [10, 12, 14, 16, 18, 20])
+    assert status([best, stable_slow], "gamma = 1e-6")[0] == REPRODUCED
+    unstable = record(BN, 1e-8, 1e-6, [10, 30, 12, 16, 18, 20])
+    assert status([best, unstable], "gamma = 1e-6")[0] == PARTIAL
+
+
+@pytest.mark.parametrize(
+    ("spread", "expected"), [(1.0, REPRODUCED), (4.0, PARTIAL), (9.0, NOT_REPRODUCED)]
+)
+def test_tau_spread_rule(spread: float, expected: str) -> None:
+    records = [
+        record(BN, tau, 1e-4, [*RISING[:-1], 70 + offset])
+        for tau, offset in ((1e-9, 0.0), (1e-8, spread / 2), (1e-7, spread))
+    ]
+    result, ours = status(records, "runs with tau")
+    assert result == expected
+    assert f"spread {spread:.1f} points" in ours
+
+
+@pytest.mark.parametrize(
+    ("ln_minus_bn", "expected"),
+    [(1.0, REPRODUCED), (8.0, PARTIAL), (-0.5, PARTIAL), (-3.0, NOT_REPRODUCED)],
+)
+def test_bn_versus_ln_rule(ln_minus_bn: float, expected: str) -> None:
+    long = 2 * GRID_EPOCHS
+    bn = [50.0] * long
+    ln = [50.0] * (long - 1) + [50.0 + ln_minus_bn]
+    records = [record(BN, 1e-8, 1e-5, bn), record(LN, 1e-8, 1e-5, ln)]
+    assert status(records, "LayerNorm is slightly")[0] == expected
+
+
+def test_layer_norm_conclusions_rule() -> None:
+    ln_best_1e5 = [record(LN, 1e-8, 1e-5, RISING), record(LN, 1e-8, 1e-2, [40] * GRID_EPOCHS)]
+    assert status(ln_best_1e5, "the LayerNorm sweeps")[0] == REPRODUCED
+    ln_best_1e2 = [record(LN, 1e-8, 1e-5, RISING), record(LN, 1e-8, 1e-2, [80] * GRID_EPOCHS)]
+    assert status(ln_best_1e2, "the LayerNorm sweeps")[0] == NOT_REPRODUCED
+
+
+def test_reduced_scale_caps_a_holding_rule_at_partially() -> None:
+    def best_point_row(**scale: Any) -> Any:
+        runs = [
+            record(BN, 1e-8, 1e-5, [50.0] * 99 + [70.0], **scale),
+            record(BN, 1e-9, 1e-4, [50.0] * 99 + [60.0], **scale),
+        ]
+        full = design(
+            hparams={"epochs": 100}, compare={"threshold": 1e-8, "gamma": 1e-5, "epochs": 250}
+        )
+        table = ablation_claims(AblationResults(full, runs)).set_index("claim")
+        return table.loc["the best setting is tau = 1e-8, gamma = 1e-5 (BN)"]
+
+    reduced = best_point_row()
+    assert reduced["status"] == PARTIAL and "at most partially" in reduced["ours"]
+    study = best_point_row(dataset="cifar10", width=1.0, train_size=50_000)
+    assert study["status"] == REPRODUCED
+
+
+def test_reported_accuracy_is_graded_only_at_the_study_scale() -> None:
+    paper = next(
+        e.value
+        for e in reported("rethinking_bnn")
+        if "gamma 1e-5" in e.setting and e.metric == "train accuracy"
+    )
+    accs = [*[50.0] * 99, paper - 0.5]
+    small = record(BN, 1e-8, 1e-5, accs)
+    hundred = {"hparams": {"epochs": 100}}
+    assert status([small], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == NOT_RUN
+    full = record(BN, 1e-8, 1e-5, accs, dataset="cifar10", width=1.0, train_size=50_000)
+    assert status([full], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == REPRODUCED
+    far = record(
+        BN, 1e-8, 1e-5, [*[50.0] * 99, paper - 10], dataset="cifar10", width=1.0, train_size=50_000
+    )
+    assert status([far], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == NOT_REPRODUCED
+
+
+# -- designs reject bad parameters ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "pieces"),
+    [
+        ({"norms": ["GroupNorm"]}, ["'GroupNorm'", "BatchNormalization", "LayerNormalization"]),
+        ({"gammas": {"BatchNormalization": [1e-5]}}, ["gammas", "'LayerNormalization'"]),
+        ({"hparams": {"threshold": 1e-7}}, ["'threshold'", "per run"]),
+        ({"thresholds": []}, ["thresholds", "non-empty"]),
+        ({"compare": {"threshold": 1e-8, "gamma": 1e-5}}, ["compare", "epochs"]),
+    ],
+)
+def test_ablation_design_names_the_bad_parameter(changes: dict, pieces: list[str]) -> None:
+    with pytest.raises(ValueError) as raised:
+        design(**changes)
+    for piece in pieces:
+        assert piece in str(raised.value)
+
+
+def test_denoising_design_names_the_bad_parameter() -> None:
+    with pytest.raises(ValueError, match="'sigma'"):
+        DenoisingDesign("cifar10", {}, {"threshold": 1e-8, "gamma": 1e-5, "sigma": 1e-3})
+    with pytest.raises(ValueError, match="'InstanceNorm'"):
+        DenoisingDesign(
+            "cifar10", {}, {"threshold": 1e-8, "gamma": 1e-5}, norm_layer="InstanceNorm"
+        )
+
+
+# -- the denoising tables -------------------------------------------------------------------------
+
+
+def ae_record(model_psnr: float, noisy_psnr: float) -> RunRecord:
+    grey = np.full((32, 32, 3), 128, dtype=np.uint8)
+    last = {
+        "epoch": 1,
+        "train_psnr_peak1": model_psnr,
+        "train_psnr_peak2": model_psnr + PEAK2_OFFSET_DB,
+        "test_psnr_peak1": model_psnr,
+        "test_psnr_peak2": model_psnr + PEAK2_OFFSET_DB,
+        "test_noisy_psnr_peak1": noisy_psnr,
+        "test_noisy_psnr_peak2": noisy_psnr + PEAK2_OFFSET_DB,
+    }
+    picks = {
+        "best": {"index": 3, "clean": grey, "noisy": grey + 4, "output": grey + 2},
+    }
+    return RunRecord("k", {}, [last], {}, {}, extras={"reconstructions": picks})
+
+
+def test_psnr_table_has_both_conventions_and_the_noisy_baseline() -> None:
+    table = psnr_table({"AE + Adam": ae_record(18.0, 20.0), "BAE + Bop": ae_record(9.0, 22.0)})
+    noisy = table.loc["noisy input (no model)"]
+    assert noisy["test, max 1 (ours)"] == pytest.approx(21.0)
+    assert noisy["test, peak-to-peak 2 (ours)"] - noisy["test, max 1 (ours)"] == pytest.approx(
+        20 * math.log10(2)
+    )
+    assert table.loc["AE + Adam", "test, max 1 (study)"] == next(
+        e.value
+        for e in reported("rethinking_bnn")
+        if e.setting.startswith("AE + Adam") and e.metric.startswith("test PSNR")
+    )
+    assert math.isnan(noisy["train, max 1 (ours)"])
+
+
+def test_vispics_table_scores_against_clean_and_noisy() -> None:
+    row = vispics_table({"AE + Adam": ae_record(18.0, 20.0)}).loc[("AE + Adam", "best (#3)")]
+    level = 1 / 127.5  # one 8-bit step on [-1, 1]
+    assert row["output vs clean (denoising)"] == pytest.approx(-20 * math.log10(2 * level))
+    assert row["output vs noisy input (vispics target)"] == pytest.approx(
+        -20 * math.log10(2 * level)
+    )
+    assert row["noisy input vs clean"] == pytest.approx(-20 * math.log10(4 * level))
+
+
+def test_paper_numbers_files_load_with_valid_tags() -> None:
+    for paper in ("bop", "rethinking_bnn"):
+        entries = reported(paper)
+        assert entries
+        for e in entries:
+            assert (e.value is None) == (e.tag == "n/a"), e
+    assert Path(REPO_ROOT / "bnnlib_book" / "paper_numbers" / "bop.yaml").is_file()
