@@ -11,18 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bnnlib.experiment.config import RunConfig
-from bnnlib.experiment.records import RunRecord
+from bnnlib_book.bop.claims import bop_ablation_claims, denoising_claims
 from bnnlib_book.bop2.claims import ablations_claims, cifar_claims, imagenet_claims, variants_claims
-from bnnlib_book.bop2.design import CIFAR10_TRAIN
 from bnnlib_book.grading import (
-    PSNR_TOLERANCE,
     Chapter,
     Claim,
     Verdict,
     chapter_verdicts,
-    compare_number,
-    paper_scale,
 )
 
 SEEDS = {
@@ -37,59 +32,6 @@ OUTSIDE = (
     "is not one of the seeds' chapters"
 )
 PLANNED = "chapter planned, not yet in the book"
-
-
-def bop_ablation_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
-    """Chapter 01's claims as its page grades them (:func:`bnnlib_book.bop.study.ablation_claims`
-    on the design of the chapter's ``params``)."""
-    from bnnlib_book.bop.study import AblationDesign, AblationResults, ablation_claims
-
-    design = AblationDesign.from_params(params)
-    keys = {RunConfig.from_dict(c).key() for c in design.configs()}
-    table = ablation_claims(AblationResults(design, [r for r in records if r.key in keys]))
-    return [
-        Verdict(Claim("000", "01_bop_ablation", row.claim, row.source, ""), row.status, row.ours)
-        for row in table.itertuples()
-    ]
-
-
-def denoising_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
-    """Chapter 02's reported test PSNRs (max = 1 convention) against its records; comparable
-    only at the study's scale (true CIFAR-10, 50,000 training images, 100 epochs)."""
-    from bnnlib_book.bop.study import DenoisingDesign
-    from bnnlib_book.papers import reported
-
-    design = DenoisingDesign.from_params(params)
-    by_key = {r.key: r for r in records}
-    verdicts = []
-    for label, config in design.configs().items():
-        entry = next(
-            e
-            for e in reported("rethinking_bnn")
-            if e.setting.startswith(f"{label} (") and e.metric.startswith("test PSNR")
-        )
-        claim = Claim(
-            "000",
-            "02_denoising_ae",
-            f"{label} reaches a test PSNR of {entry.shown} (max = 1 convention)",
-            f"{entry.source} [{entry.tag}]",
-            entry.shown,
-        )
-        record = by_key.get(RunConfig.from_dict(config).key())
-        full = record is not None and paper_scale(record, "cifar10", 100, CIFAR10_TRAIN)
-        verdicts.append(
-            compare_number(
-                claim,
-                record,
-                "test_psnr_peak1",
-                entry.value,
-                at_paper_scale=full,
-                tolerance=PSNR_TOLERANCE,
-                scale=1.0,
-                unit="dB",
-            )
-        )
-    return verdicts
 
 
 def _outside(seed: str, paper: str, prefixes: tuple[str, ...]) -> tuple[Claim, ...]:

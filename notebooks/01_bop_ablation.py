@@ -62,13 +62,11 @@ from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.records import load_records
 from bnnlib.experiment.sweep import run_configs
 from bnnlib_book import charts as report
-from bnnlib_book.bop.study import (
+from bnnlib_book.bop.claims import CLAIMS, ablation_claims, ablation_comparison
+from bnnlib_book.bop.design import AblationDesign
+from bnnlib_book.bop.frames import (
     ABLATION_METRICS,
-    CLAIMS,
-    AblationDesign,
     AblationResults,
-    ablation_claims,
-    ablation_comparison,
     contrast_frame,
     final_rows,
     flip_frame,

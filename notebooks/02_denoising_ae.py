@@ -61,8 +61,8 @@ from bnnlib.experiment.records import load_records
 from bnnlib.experiment.sweep import run_configs
 from bnnlib.train.metrics import PEAK2_OFFSET_DB
 from bnnlib_book import charts as report
-from bnnlib_book.bop.study import (
-    DenoisingDesign,
+from bnnlib_book.bop.design import DenoisingDesign
+from bnnlib_book.bop.frames import (
     denoising_comparison,
     psnr_frame,
     psnr_table,

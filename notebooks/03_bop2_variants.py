@@ -66,6 +66,7 @@ from bnnlib.experiment.sweep import run_and_load
 from bnnlib_book import charts as report
 from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
+from bnnlib_book.bop2 import frames
 from bnnlib_book.grading import verdict_frame
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -109,7 +110,7 @@ pd.DataFrame(
 # %%
 records = run_and_load(configs, results_dir, workers=workers)
 labels = study.run_labels(records)
-frame = study.label_frame(records_frame(records), records)
+frame = frames.label_frame(records_frame(records), records)
 
 # %%
 first = records[0]
@@ -191,7 +192,7 @@ report.curves_chart(
 
 # %%
 core = study.variant_configs(scale, point)
-traces = pd.concat([study.first_update_flips(c, steps=first_updates) for c in core])
+traces = pd.concat([frames.first_update_flips(c, steps=first_updates) for c in core])
 traces["run"] = traces["norm"] + ", " + traces["variant"]
 traces.pivot(index="step", columns="run", values="flipped").style.format("{:.2%}")
 
@@ -226,7 +227,7 @@ report.curves_chart(
 )
 
 # %%
-layers = study.layer_flip_frame(records)
+layers = frames.layer_flip_frame(records)
 report.curves_chart(
     layers,
     y="flip_ratio",
@@ -246,7 +247,7 @@ report.curves_chart(
 # over the steps of a run (log scales).
 
 # %%
-scales = study.score_scale(gamma, sigma, [int(10 ** (k / 4)) for k in range(0, 37)])
+scales = frames.score_scale(gamma, sigma, [int(10 ** (k / 4)) for k in range(0, 37)])
 report.curves_chart(
     scales,
     x="step",

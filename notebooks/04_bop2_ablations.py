@@ -60,6 +60,7 @@ from bnnlib.experiment.sweep import run_and_load
 from bnnlib_book import charts as report
 from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
+from bnnlib_book.bop2 import frames
 from bnnlib_book.grading import verdict_frame
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -148,7 +149,7 @@ display(
 # point) and shows the test accuracy per epoch. The slider starts in the middle of its grid.
 
 # %%
-frame = study.label_frame(records_frame(grid_records), grid_records)
+frame = frames.label_frame(records_frame(grid_records), grid_records)
 
 
 def on_axis(df: pd.DataFrame, axis: str) -> pd.DataFrame:
@@ -233,7 +234,7 @@ spread.style.format({"min": "{:.2%}", "max": "{:.2%}", "range (points)": "{:.1f}
 # every decay rate 1.
 
 # %%
-sched = study.label_frame(records_frame(sched_records), sched_records)
+sched = frames.label_frame(records_frame(sched_records), sched_records)
 sched["run"] = sched["variant"] + ", " + sched["schedule"]
 report.curves_chart(sched, y="test_acc", color="run", title="Test accuracy with and without decay")
 
@@ -251,7 +252,7 @@ report.curves_chart(
 # (log scale); the drop-down chooses the run.
 
 # %%
-hp = study.hparam_frame(sched_records)
+hp = frames.hparam_frame(sched_records)
 hp["run"] = hp["variant"] + ", " + hp["schedule"]
 report.curves_chart(
     hp,

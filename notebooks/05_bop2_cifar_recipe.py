@@ -57,6 +57,7 @@ from bnnlib.experiment.sweep import run_and_load
 from bnnlib_book import charts as report
 from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
+from bnnlib_book.bop2 import frames
 from bnnlib_book.grading import verdict_frame
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -103,7 +104,7 @@ display(recipe.map(report.format_value))
 scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed, profile)
 configs = study.cifar_recipe_configs(scale)
 records = run_and_load(configs, results_dir, workers=workers)
-frame = study.label_frame(records_frame(records), records)
+frame = frames.label_frame(records_frame(records), records)
 
 # %%
 first = records[0]
@@ -155,7 +156,7 @@ report.curves_chart(
 # $\sigma$ rises over five decades while $\gamma$ falls over three.
 
 # %%
-hp = study.hparam_frame(records)
+hp = frames.hparam_frame(records)
 report.curves_chart(
     hp,
     y="value",

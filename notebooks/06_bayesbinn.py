@@ -56,6 +56,7 @@ from bnnlib.experiment.sweep import run_and_load
 from bnnlib.methods.continual import run_continual
 from bnnlib_book import charts as report
 from bnnlib_book.bayesbinn import design as study
+from bnnlib_book.bayesbinn import frames
 from bnnlib_book.papers import reported
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -225,7 +226,7 @@ pd.DataFrame(
 # %%
 def comparison(family_records: list, family: str) -> pd.DataFrame:
     """Paper mean +- std beside ours per method; our columns label the runs' scale."""
-    summary = study.seed_summary(family_records)
+    summary = frames.seed_summary(family_records)
     rows = []
     for method, stats in summary.iterrows():
         mean, std = study.paper_entries(family, method)
@@ -249,7 +250,7 @@ comparison(mnist, "mnist")
 # Test accuracy per epoch of every run; the drop-down chooses the method, one line per seed.
 
 # %%
-curves = study.curves_frame(mnist)
+curves = frames.curves_frame(mnist)
 report.curves_chart(
     curves,
     y="test_acc",
@@ -259,7 +260,7 @@ report.curves_chart(
 )
 
 # %%
-summary = study.seed_summary(mnist)
+summary = frames.seed_summary(mnist)
 gap = summary.loc["BayesBiNN", "mean"] - summary.loc["STE", "mean"]
 display(
     Markdown(
@@ -281,7 +282,7 @@ display(
 
 # %%
 if temperature_records:
-    by_temperature = study.curves_frame(temperature_records)
+    by_temperature = frames.curves_frame(temperature_records)
     by_temperature["temperature"] = [
         rec.config["hparams"]["temperature"] for rec in temperature_records for _ in rec.history
     ]
@@ -342,7 +343,7 @@ display(
 )
 
 # %%
-tasks = study.task_frame(continual)
+tasks = frames.task_frame(continual)
 report.curves_chart(
     tasks,
     x="after_task",

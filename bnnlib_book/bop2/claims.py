@@ -18,10 +18,10 @@ from bnnlib_book.bop2.design import (
     SETS_CIFAR,
     VARIANTS,
     describe,
-    first_update_flips,
     reported_entry,
     run_labels,
 )
+from bnnlib_book.bop2.frames import first_update_flips
 from bnnlib_book.grading import (
     NO_PAPER_VALUE,
     NOT_RUN,

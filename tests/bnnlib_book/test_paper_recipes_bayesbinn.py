@@ -15,6 +15,7 @@ from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.records import RunRecord
 from bnnlib.experiment.runs import dry_run
 from bnnlib_book.bayesbinn import design as study
+from bnnlib_book.bayesbinn import frames
 from bnnlib_book.params import load_params
 from bnnlib_book.runner import notebook_parameters
 from tests.conftest import needs_cifar_png, needs_mnist
@@ -139,14 +140,14 @@ def test_seed_summary_uses_the_population_std_of_the_paper() -> None:
     configs = study.classification_configs("mnist", study.Scale(epochs=2), range(5))
     records = [_record(c, [0.5, a]) for c, a in zip(configs[:5], logs, strict=True)]
     records.append(_record(configs[5], [0.4, 0.97]))
-    summary = study.seed_summary(records)
+    summary = frames.seed_summary(records)
     assert summary.loc["BayesBiNN", "seeds"] == 5
     assert summary.loc["BayesBiNN", "mean"] == pytest.approx(98.856)
     assert round(summary.loc["BayesBiNN", "std"], 2) == 0.05
     assert summary.loc["STE", "std"] == 0.0
     mean, std = study.paper_entries("mnist", "BayesBiNN")
     assert (mean.value, std.value) == (98.86, 0.05)
-    assert study.curves_frame(records)["method"].value_counts().to_dict() == {
+    assert frames.curves_frame(records)["method"].value_counts().to_dict() == {
         "BayesBiNN": 10,
         "STE": 2,
     }
@@ -158,7 +159,7 @@ def test_task_frame_lists_every_seen_task_after_each_task() -> None:
         {"task": 1, "acc_task_1": 0.9, "avg_acc": 0.9},
         {"task": 2, "acc_task_1": 0.6, "acc_task_2": 0.8, "avg_acc": 0.7},
     ]
-    frame = study.task_frame({"with prior": _record(config, [0.9, 0.7], task_evals=evals)})
+    frame = frames.task_frame({"with prior": _record(config, [0.9, 0.7], task_evals=evals)})
     assert len(frame) == 5
     after_two = frame[frame["after_task"] == 2].set_index("task")["accuracy"].to_dict()
     assert after_two == {"task 1": 0.6, "task 2": 0.8, "average over seen tasks": 0.7}
@@ -177,4 +178,4 @@ def test_designs_reject_unknown_choices() -> None:
     with pytest.raises(ValueError, match="hparams set 'bop'"):
         study.method_of_set("bop")
     with pytest.raises(ValueError, match="no run records"):
-        study.seed_summary([])
+        frames.seed_summary([])

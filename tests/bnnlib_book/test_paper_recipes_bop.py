@@ -16,19 +16,16 @@ from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.records import RunRecord
 from bnnlib.experiment.runs import dry_run
 from bnnlib.train.metrics import PEAK2_OFFSET_DB
-from bnnlib_book.bop.study import (
+from bnnlib_book.bop.claims import (
     CLAIMS,
     NOT_REPRODUCED,
     NOT_RUN,
     PARTIAL,
     REPRODUCED,
-    AblationDesign,
-    AblationResults,
-    DenoisingDesign,
     ablation_claims,
-    psnr_table,
-    vispics_table,
 )
+from bnnlib_book.bop.design import AblationDesign, DenoisingDesign
+from bnnlib_book.bop.frames import AblationResults, psnr_table, vispics_table
 from bnnlib_book.papers import reported
 from bnnlib_book.params import load_params
 from bnnlib_book.runner import notebook_parameters

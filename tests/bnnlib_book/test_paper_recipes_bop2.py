@@ -21,6 +21,7 @@ from bnnlib.models import create_model
 from bnnlib.optim import Bop2ndOrder
 from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
+from bnnlib_book.bop2 import frames
 from bnnlib_book.chapters import CHAPTERS, book_verdicts
 from bnnlib_book.grading import (
     NO_PAPER_VALUE,
@@ -238,7 +239,7 @@ def test_biased_threshold_has_an_exact_unbiased_equivalent() -> None:
 
 
 def test_score_scale_agrees_at_step_one_only() -> None:
-    frame = study.score_scale(1e-7, 1e-3, [1, 10, 1000, 10**6, 10**9])
+    frame = frames.score_scale(1e-7, 1e-3, [1, 10, 1000, 10**6, 10**9])
     authors = frame[frame["correction"] == "authors' unbiased"]["factor"].tolist()
     adam = frame[frame["correction"] == "Adam bias correction"]["factor"].tolist()
     assert authors == pytest.approx([math.sqrt(1e-3) / 1e-7] * 5)
@@ -246,7 +247,7 @@ def test_score_scale_agrees_at_step_one_only() -> None:
     assert all(a > b for a, b in zip(adam, adam[1:], strict=False))
     assert adam[-1] == pytest.approx(1.0, rel=1e-3)
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        study.score_scale(1e-7, 1e-3, [0])
+        frames.score_scale(1e-7, 1e-3, [0])
 
 
 def test_designs_reject_unknown_choices() -> None:
@@ -371,7 +372,7 @@ def test_book_verdicts_without_records_reproduce_nothing(tmp_path: Any) -> None:
 def test_first_update_flips_about_half_of_the_binarised_weights() -> None:
     scale = study.Scale("cifar10-png-subset", 0.125, 1, 200, 100)
     for config in study.variant_configs(scale, norms=["BatchNorm"]):
-        trace = study.first_update_flips(config, steps=3)
+        trace = frames.first_update_flips(config, steps=3)
         assert trace["binary_before_first_update"].tolist() == [1.0, 1.0, 1.0]
         first, later = trace["flipped"].iloc[0], trace["flipped"].iloc[1:]
         assert 0.4 <= first <= 0.6

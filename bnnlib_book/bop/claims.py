@@ -1,0 +1,435 @@
+"""The study's claims, graded by explicit rules on the run records: a status on the page follows
+the records, and the rule that produced it is printed next to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bnnlib.experiment.config import RunConfig
+from bnnlib.experiment.records import RunRecord
+from bnnlib_book.bop.design import (
+    STUDY_SCALE,
+    AblationDesign,
+    DenoisingDesign,
+    close,
+    reported_entry,
+    reported_value,
+)
+from bnnlib_book.bop.frames import AblationResults, at_value, final_rows, history_comparison_row
+from bnnlib_book.bop2.design import CIFAR10_TRAIN
+from bnnlib_book.charts import format_value as _fmt
+from bnnlib_book.grading import (
+    NOT_REPRODUCED,
+    NOT_RUN,
+    PSNR_TOLERANCE,
+    REPRODUCED,
+    STATUSES,
+    Claim,
+    Verdict,
+    compare_number,
+    paper_scale,
+)
+from bnnlib_book.grading import PARTIALLY as PARTIAL
+from bnnlib_book.papers import reported
+
+# Rule thresholds, in percentage points of training accuracy.
+TIE_POINTS = 2.0  # two final accuracies this close count as "the same"
+PARTIAL_POINTS = 5.0  # ... and this close as "nearly"
+PLATEAU_POINTS = 2.0  # a run gaining less than this over its second half has plateaued
+DROP_POINTS = 2.0  # a run never losing more than this from one epoch to the next is stable
+PLATEAU_BAND = 10.0  # "near 40 %" means within this many points of the reported plateau
+SLIGHT_POINTS = 5.0  # "slightly better" means better by more than 0 and at most this
+TIE_BAND = 1.0  # ... and worse by at most this is a tie
+MIN_CURVE_EPOCHS = 4  # claims about the shape of a curve need at least this many epochs
+METRIC_PLATEAU = "train accuracy plateau (approximately)"
+BEST_SETTING = "binaryvgg + Bop, BatchNorm, tau 1e-8, gamma 1e-5"
+PLATEAU_SETTING = "binaryvgg + Bop, BatchNorm, tau 1e-8, gamma 1e-2"
+SOURCE = "Nayak et al., reproducibility report, tau/gamma ablation [report]"
+REDUCED_SCALE = "reduced scale, so at most partially reproduced"
+
+# -- the study's claims, graded -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What our records show for one claim, and the status the claim's rule gives it."""
+
+    ours: str
+    status: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r}; choose one of {', '.join(STATUSES)}")
+
+
+@dataclass(frozen=True)
+class AblationClaim:
+    """A claim of the study, where it is made, the rule that grades it, and the grader."""
+
+    claim: str
+    source: str
+    rule: str
+    check: Callable[[AblationResults], Finding]
+
+
+def _graded(parts: Sequence[bool]) -> str:
+    if all(parts):
+        return REPRODUCED
+    return PARTIAL if any(parts) else NOT_REPRODUCED
+
+
+def _finals(frame: pd.DataFrame, by: str) -> pd.Series:
+    """Final training accuracy per value of ``by`` (gamma or threshold), sorted by that value."""
+    last = final_rows(frame)
+    return last.set_index(by)["train_acc"].sort_index()
+
+
+def _value(series: pd.Series, key: float) -> float | None:
+    for k, v in series.items():
+        if close(float(k), key):
+            return float(v)
+    return None
+
+
+def _curve(frame: pd.DataFrame, column: str, value: float) -> pd.DataFrame:
+    run = frame[at_value(frame[column], value)] if len(frame) else frame
+    return run.sort_values("epoch")
+
+
+def _too_short(epochs: int) -> Finding:
+    return Finding(
+        f"runs of {epochs} epoch(s); a claim about the shape of a curve needs "
+        f"at least {MIN_CURVE_EPOCHS}",
+        NOT_RUN,
+    )
+
+
+def _check_high_gamma(res: AblationResults) -> Finding:
+    sweep = res.gamma_sweep("BN")
+    run = _curve(sweep, "gamma", 1e-2)
+    if not len(run) or sweep["key"].nunique() < 2:
+        return Finding("no BN run at gamma 1e-2 beside another gamma at tau 1e-8", NOT_RUN)
+    epochs = int(run["epoch"].max())
+    if epochs < MIN_CURVE_EPOCHS:
+        return _too_short(epochs)
+    plateau_level = reported_value(
+        "binaryvgg + Bop, BatchNorm, tau 1e-8, gamma 1e-2", METRIC_PLATEAU
+    )
+    acc = run.set_index("epoch")["train_acc"]
+    final, middle = float(acc.iloc[-1]), float(acc.loc[epochs // 2])
+    first = sweep[sweep["epoch"] == 1].set_index("gamma")["train_acc"]
+    rank = int((first > _value(first, 1e-2)).sum()) + 1
+    fast = rank == 1
+    flat = final - middle < PLATEAU_POINTS
+    level = abs(final - plateau_level) <= PLATEAU_BAND
+    return Finding(
+        f"{final:.1f} % after {epochs} epochs; {final - middle:+.1f} points over the last "
+        f"{epochs - epochs // 2} epochs; rank {rank} of {len(first)} gammas after epoch 1",
+        _graded([fast, flat, level]),
+    )
+
+
+def _check_low_gamma(res: AblationResults) -> Finding:
+    sweep = res.gamma_sweep("BN")
+    run = _curve(sweep, "gamma", 1e-6)
+    if not len(run) or sweep["key"].nunique() < 2:
+        return Finding("no BN run at gamma 1e-6 beside another gamma at tau 1e-8", NOT_RUN)
+    epochs = int(run["epoch"].max())
+    if epochs < MIN_CURVE_EPOCHS:
+        return _too_short(epochs)
+    acc = run["train_acc"].to_numpy()
+    worst_drop = float(max(0.0, np.max(acc[:-1] - acc[1:])))
+    best = float(_finals(sweep, "gamma").max())
+    final, gain = float(acc[-1]), float(acc[-1] - acc[0])
+    return Finding(
+        f"{final:.1f} % after {epochs} epochs (best gamma: {best:.1f} %); largest fall between "
+        f"epochs {worst_drop:.1f} points; {gain:+.1f} points since epoch 1",
+        _graded([worst_drop <= DROP_POINTS, best - final >= TIE_POINTS, gain >= TIE_POINTS]),
+    )
+
+
+def _bn_grid_finals(res: AblationResults) -> pd.DataFrame:
+    grid = pd.concat([res.gamma_sweep("BN"), res.tau_sweep("BN")]).drop_duplicates(
+        subset=["key", "epoch"]
+    )
+    return final_rows(grid)
+
+
+def _best_point(res: AblationResults) -> pd.DataFrame:
+    last = _bn_grid_finals(res)
+    if not len(last):
+        return last
+    return last[at_value(last["threshold"], 1e-8) & at_value(last["gamma"], 1e-5)]
+
+
+def _check_best_point(res: AblationResults) -> Finding:
+    last = _bn_grid_finals(res)
+    point = _best_point(res)
+    if not len(point) or len(last) < 2:
+        return Finding("no BN run at tau 1e-8, gamma 1e-5 beside other grid points", NOT_RUN)
+    ours = float(point["train_acc"].iloc[0])
+    top = last.loc[last["train_acc"].idxmax()]
+    gap = float(top["train_acc"]) - ours
+    status = REPRODUCED if gap <= 0 else PARTIAL if gap <= TIE_POINTS else NOT_REPRODUCED
+    return Finding(
+        f"{ours:.1f} %; best of {len(last)} BN grid runs: tau {_fmt(top['threshold'])}, "
+        f"gamma {_fmt(top['gamma'])} with {top['train_acc']:.1f} %",
+        status,
+    )
+
+
+def _at_study_scale(row: pd.Series) -> bool:
+    return (
+        row["dataset"] == STUDY_SCALE["dataset"]
+        and row["train_size"] == STUDY_SCALE["train_size"]
+        and close(float(row["width"]), STUDY_SCALE["width"])
+        and int(row["epochs"]) == STUDY_SCALE["epochs"]
+    )
+
+
+def _check_best_value(res: AblationResults) -> Finding:
+    point = _best_point(res)
+    if not len(point):
+        return Finding("no BN run at tau 1e-8, gamma 1e-5", NOT_RUN)
+    row = point.iloc[0]
+    ours = float(row["train_acc"])
+    paper = reported_value(BEST_SETTING, "train accuracy")
+    scale = (
+        f"{row['dataset']}, {row['train_size']} images, width {row['width']:g}, "
+        f"{row['epochs']} epochs"
+    )
+    if not _at_study_scale(row):
+        return Finding(f"{ours:.1f} % at {scale}: not the study's scale", NOT_RUN)
+    gap = abs(ours - paper)
+    status = (
+        REPRODUCED if gap <= TIE_POINTS else PARTIAL if gap <= PARTIAL_POINTS else NOT_REPRODUCED
+    )
+    return Finding(f"{ours:.1f} % at {scale}", status)
+
+
+def _tau_spread(res: AblationResults, norm: str) -> tuple[pd.Series, float] | None:
+    finals = _finals(res.tau_sweep(norm), "threshold")
+    near = finals[[1e-9 * (1 - 1e-9) <= t <= 1e-7 * (1 + 1e-9) for t in finals.index]]
+    if len(near) < 2:
+        return None
+    return near, float(near.max() - near.min())
+
+
+def _check_tau_plateau(res: AblationResults) -> Finding:
+    spread = _tau_spread(res, "BN")
+    if spread is None:
+        return Finding("fewer than two BN runs with tau in [1e-9, 1e-7] at gamma 1e-4", NOT_RUN)
+    near, width = spread
+    status = (
+        REPRODUCED
+        if width <= TIE_POINTS
+        else PARTIAL
+        if width <= PARTIAL_POINTS
+        else NOT_REPRODUCED
+    )
+    values = ", ".join(f"{_fmt(t)}: {a:.1f} %" for t, a in near.items())
+    return Finding(f"spread {width:.1f} points ({values})", status)
+
+
+def _check_layer_norm(res: AblationResults) -> Finding:
+    parts, seen = [], []
+    finals = _finals(res.gamma_sweep("LN"), "gamma")
+    at_best = _value(finals, 1e-5)
+    if at_best is not None and len(finals) >= 2:
+        best_gamma = float(finals.idxmax())
+        parts.append(float(finals.max()) - at_best <= TIE_POINTS)
+        seen.append(
+            f"LN best gamma {_fmt(best_gamma)} ({finals.max():.1f} %), gamma 1e-5 {at_best:.1f} %"
+        )
+    spread = _tau_spread(res, "LN")
+    if spread is not None:
+        parts.append(spread[1] <= TIE_POINTS)
+        seen.append(f"LN tau spread over [1e-9, 1e-7] {spread[1]:.1f} points")
+    if not parts:
+        return Finding("no LN gamma sweep with gamma 1e-5 and no LN tau sweep near 1e-8", NOT_RUN)
+    return Finding("; ".join(seen), _graded(parts))
+
+
+def _check_bn_vs_ln(res: AblationResults) -> Finding:
+    last = final_rows(res.comparison()).set_index("norm")
+    if not {"BN", "LN"} <= set(last.index):
+        return Finding("no BN and LN pair at the comparison point", NOT_RUN)
+    bn, ln = float(last.loc["BN", "train_acc"]), float(last.loc["LN", "train_acc"])
+    d = ln - bn
+    if 0 < d <= SLIGHT_POINTS:
+        status = REPRODUCED
+    elif d > SLIGHT_POINTS or d >= -TIE_BAND:
+        status = PARTIAL
+    else:
+        status = NOT_REPRODUCED
+    test = f"; test accuracy BN {last.loc['BN', 'test_acc']:.1f} %, LN {last.loc['LN', 'test_acc']:.1f} %"
+    epochs = int(last.loc["BN", "epochs"])
+    return Finding(
+        f"after {epochs} epochs: train accuracy BN {bn:.1f} %, LN {ln:.1f} % (LN - BN {d:+.1f} points){test}",
+        status,
+    )
+
+
+CLAIMS: tuple[AblationClaim, ...] = (
+    AblationClaim(
+        "gamma = 1e-2 climbs fast, then plateaus near 40 % training accuracy (BN, tau = 1e-8)",
+        SOURCE,
+        "three parts: after epoch 1 gamma 1e-2 leads the gamma sweep; it gains less than "
+        f"{PLATEAU_POINTS:g} points over the second half of its epochs; it ends within "
+        f"{PLATEAU_BAND:g} points of the reported 40 %. All three: reproduced; one or two: "
+        f"partially; none: not reproduced. Needs at least {MIN_CURVE_EPOCHS} epochs.",
+        _check_high_gamma,
+    ),
+    AblationClaim(
+        "gamma = 1e-6 is stable but slow (BN, tau = 1e-8)",
+        SOURCE,
+        f"three parts: its training accuracy never falls by more than {DROP_POINTS:g} points "
+        f"from one epoch to the next (stable); it ends at least {TIE_POINTS:g} points below the "
+        f"best gamma (slow); it gains at least {TIE_POINTS:g} points after epoch 1 (it does "
+        "learn). All three: reproduced; one or two: partially; none: not reproduced.",
+        _check_low_gamma,
+    ),
+    AblationClaim(
+        "the best setting is tau = 1e-8, gamma = 1e-5 (BN)",
+        SOURCE,
+        "the final training accuracy of tau 1e-8, gamma 1e-5 against every BN run of both "
+        f"sweeps: the highest: reproduced; within {TIE_POINTS:g} points of the highest: "
+        "partially; otherwise not reproduced.",
+        _check_best_point,
+    ),
+    AblationClaim(
+        "tau = 1e-8, gamma = 1e-5 reaches 92.15 % training accuracy after 100 epochs (BN)",
+        SOURCE,
+        "compared only at the study's scale (true CIFAR-10, all 50,000 training images, full "
+        f"width, 100 epochs), else not run at this profile: within {TIE_POINTS:g} points of "
+        f"92.15 %: reproduced; within {PARTIAL_POINTS:g}: partially; otherwise not reproduced.",
+        _check_best_value,
+    ),
+    AblationClaim(
+        "runs with tau around 1e-8 are nearly indistinguishable (BN, gamma = 1e-4)",
+        SOURCE,
+        "the spread (max - min) of the final training accuracies of the BN runs with tau in "
+        f"[1e-9, 1e-7]: at most {TIE_POINTS:g} points: reproduced; at most {PARTIAL_POINTS:g}: "
+        "partially; otherwise not reproduced. Needs two such runs.",
+        _check_tau_plateau,
+    ),
+    AblationClaim(
+        "the LayerNorm sweeps give the same conclusions (best gamma = 1e-5)",
+        SOURCE,
+        f"two parts, on the LN runs: gamma 1e-5 ends within {TIE_POINTS:g} points of the best "
+        f"gamma; the tau spread over [1e-9, 1e-7] is at most {TIE_POINTS:g} points. Graded on "
+        "the parts that were run: all hold: reproduced; some: partially; none: not reproduced.",
+        _check_layer_norm,
+    ),
+    AblationClaim(
+        "LayerNorm is slightly better than BatchNorm (tau = 1e-8, gamma = 1e-5, 250 epochs)",
+        "Nayak et al., reproducibility report, BN vs LN figure (no number) [report]",
+        "final training accuracy of the longer comparison runs, d = LN - BN: "
+        f"0 < d <= {SLIGHT_POINTS:g} points: reproduced; d > {SLIGHT_POINTS:g} (better, not "
+        f"slightly) or -{TIE_BAND:g} <= d <= 0 (a tie): partially; d < -{TIE_BAND:g}: not "
+        "reproduced.",
+        _check_bn_vs_ln,
+    ),
+)
+
+
+def ablation_claims(results: AblationResults) -> pd.DataFrame:
+    """The study's ablation claims with what our records show and the status their rule gives;
+    below the study's scale a rule that holds gives at most "partially reproduced"."""
+    rows = []
+    for claim in CLAIMS:
+        finding = claim.check(results)
+        ours, status = finding.ours, finding.status
+        if status == REPRODUCED and not results.at_study_scale:
+            ours, status = f"{ours}; {REDUCED_SCALE}", PARTIAL
+        rows.append(
+            {
+                "claim": claim.claim,
+                "source": claim.source,
+                "rule": claim.rule,
+                "ours": ours,
+                "status": status,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ablation_comparison(results: AblationResults) -> list[dict[str, Any]]:
+    """Comparison-table rows for the study's two ablation numbers (92.15 % at gamma 1e-5, the
+    plateau near 40 % at gamma 1e-2, both BN at tau 1e-8) and our matching grid runs."""
+    rows = []
+    for gamma, setting, metric in (
+        (1e-5, BEST_SETTING, "train accuracy"),
+        (1e-2, PLATEAU_SETTING, METRIC_PLATEAU),
+    ):
+        record = results.grid_record("BN", 1e-8, gamma)
+        if record is None:
+            continue
+        entry = reported_entry(setting, metric)
+        rows.append(
+            history_comparison_row(
+                f"{entry.setting}: {entry.metric} (%)",
+                record,
+                "train_acc",
+                entry.value,
+                f"{entry.source} [{entry.tag}]",
+                scale=100.0,
+            )
+        )
+    return rows
+
+
+# -- the chapters' verdicts for the summary ------------------------------------------------------
+
+
+def bop_ablation_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
+    """Chapter 01's claims as its page grades them (:func:`ablation_claims`
+    on the design of the chapter's ``params``)."""
+    design = AblationDesign.from_params(params)
+    keys = {RunConfig.from_dict(c).key() for c in design.configs()}
+    table = ablation_claims(AblationResults(design, [r for r in records if r.key in keys]))
+    return [
+        Verdict(Claim("000", "01_bop_ablation", row.claim, row.source, ""), row.status, row.ours)
+        for row in table.itertuples()
+    ]
+
+
+def denoising_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
+    """Chapter 02's reported test PSNRs (max = 1 convention) against its records; comparable
+    only at the study's scale (true CIFAR-10, 50,000 training images, 100 epochs)."""
+    design = DenoisingDesign.from_params(params)
+    by_key = {r.key: r for r in records}
+    verdicts = []
+    for label, config in design.configs().items():
+        entry = next(
+            e
+            for e in reported("rethinking_bnn")
+            if e.setting.startswith(f"{label} (") and e.metric.startswith("test PSNR")
+        )
+        claim = Claim(
+            "000",
+            "02_denoising_ae",
+            f"{label} reaches a test PSNR of {entry.shown} (max = 1 convention)",
+            f"{entry.source} [{entry.tag}]",
+            entry.shown,
+        )
+        record = by_key.get(RunConfig.from_dict(config).key())
+        full = record is not None and paper_scale(record, "cifar10", 100, CIFAR10_TRAIN)
+        verdicts.append(
+            compare_number(
+                claim,
+                record,
+                "test_psnr_peak1",
+                entry.value,
+                at_paper_scale=full,
+                tolerance=PSNR_TOLERANCE,
+                scale=1.0,
+                unit="dB",
+            )
+        )
+    return verdicts

@@ -1,0 +1,130 @@
+"""Bop2ndOrder's run records as tables, labelled by the design: accuracy, per-layer flips and
+hyper-parameter traces per epoch, the first updates replayed, and the variants' score scale."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bnnlib.experiment.records import RunRecord
+from bnnlib_book.bop2.design import describe, run_labels
+
+
+def label_frame(frame: Any, records: Sequence[RunRecord]) -> Any:
+    """``frame`` (from :func:`bnnlib.experiment.records.records_frame`) with the :func:`run_labels` columns
+    and a ``run`` column naming each run by its norm and variant."""
+    labels = run_labels(records)
+    out = frame.copy()
+    for column in ("norm", "variant", "schedule"):
+        out[column] = out["key"].map(lambda k, c=column: labels[k][c])
+    out["run"] = out["norm"] + ", " + out["variant"]
+    return out
+
+
+def layer_flip_frame(records: Sequence[RunRecord]) -> Any:
+    """Per-layer flip ratio per epoch: one row per (run, epoch, layer), with :func:`run_labels`."""
+    import pandas as pd
+
+    labels = run_labels(records)
+    rows = [
+        {
+            "key": rec.key,
+            **labels[rec.key],
+            "epoch": h["epoch"],
+            "layer": layer,
+            "flip_ratio": ratio,
+        }
+        for rec in records
+        for h in rec.history
+        for layer, ratio in h.get("flip_ratio", {}).items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def hparam_frame(records: Sequence[RunRecord]) -> Any:
+    """The hyper-parameter values the optimizer held after each epoch (what the next step uses):
+    one row per (run, epoch, hyper-parameter), from the records' ``history[*]["hparams"]``."""
+    import pandas as pd
+
+    labels = run_labels(records)
+    rows = [
+        {
+            "key": rec.key,
+            **labels[rec.key],
+            "epoch": h["epoch"],
+            "hyper-parameter": name,
+            "value": value,
+        }
+        for rec in records
+        for h in rec.history
+        for name, value in h.get("hparams", {}).items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def first_update_flips(config: Mapping[str, Any], steps: int = 5) -> Any:
+    """Fraction of the binary weights that each of the first ``steps`` updates of ``config``
+    flips, and the fraction of weights that are exactly +-1 before the first update.
+
+    bnnlib binarises the weights when the model is built, so the first update already sees +-1
+    weights; larq starts from real glorot weights and only binarises on its first step (spec 3a).
+    """
+    import pandas as pd
+
+    from bnnlib.experiment.runs import prepare
+    from bnnlib.train.metrics import binary_fraction
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    prepared = prepare(dict(config), progress=False)
+    trainer = prepared.trainer
+    flippers = [
+        opt
+        for opt in getattr(trainer.optimizer, "optimizers", [trainer.optimizer])
+        if getattr(opt, "track_flips", False)
+    ]
+    if not flippers:
+        raise ValueError(f"config {config['hparams_set']!r} trains no binary weights by flips")
+    before = binary_fraction(prepared.model)
+    trainer.model.train()
+    batches = _endless(prepared.data.train)
+    rows = []
+    for step in range(1, steps + 1):
+        x, y = next(batches)
+        for opt in flippers:
+            opt.reset_flip_counts()
+        trainer.optimizer.step(trainer.make_closure(x, y, []))
+        if trainer.scheduler is not None:
+            trainer.scheduler.step()
+        counts = [(p.numel(), n) for opt in flippers for p, n in opt.flip_counts()]
+        flipped = sum(n for _, n in counts) / sum(size for size, _ in counts)
+        rows.append({"step": step, "flipped": flipped, "binary_before_first_update": before})
+    return pd.DataFrame(rows).assign(**describe(config))
+
+
+def _endless(loader: Any) -> Any:
+    """The loader's batches, epoch after epoch (a trace may outlast a tiny training set)."""
+    epoch = 1
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def score_scale(gamma: float, sigma: float, steps: Sequence[int]) -> Any:
+    """How much each variant multiplies the biased score m/sqrt(v) at step t: the authors'
+    "unbiased" division by the rates, sqrt(sigma)/gamma at every t, and Adam's bias correction,
+    sqrt(1-(1-sigma)**t) / (1-(1-gamma)**t). Both are 1/ (gamma/sqrt(sigma)) at t = 1."""
+    import pandas as pd
+
+    rows = []
+    for t in steps:
+        if t < 1:
+            raise ValueError(f"steps must be >= 1, got {t!r}")
+        adam = math.sqrt(-math.expm1(t * math.log1p(-sigma))) / -math.expm1(t * math.log1p(-gamma))
+        rows.append(
+            {"step": t, "correction": "authors' unbiased", "factor": math.sqrt(sigma) / gamma}
+        )
+        rows.append({"step": t, "correction": "Adam bias correction", "factor": adam})
+    return pd.DataFrame(rows)
