@@ -24,7 +24,7 @@ class UsageError(Exception):
 
 
 def parse_hparams(text: str | None) -> dict[str, Any]:
-    """``k=v,k2=v2`` as the seeds write it. Values are literals (numbers, booleans, quoted strings,
+    """``k=v,k2=v2`` as the released code's ``--hparams`` takes it. Values are literals (numbers, booleans, quoted strings,
     dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is a string."""
     if not text:
         return {}
