@@ -24,8 +24,9 @@ class UsageError(Exception):
 
 
 def parse_hparams(text: str | None) -> dict[str, Any]:
-    """``k=v,k2=v2`` as the released code's ``--hparams`` takes it. Values are literals (numbers, booleans, quoted strings,
-    dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is a string."""
+    """``k=v,k2=v2`` as the released code's ``--hparams`` takes it. Values are literals (numbers,
+    booleans, quoted strings, dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is
+    a string."""
     if not text:
         return {}
     out: dict[str, Any] = {}
@@ -109,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (like the released code's `train` command)")
     run_args(train, "results folder; records go to LOGDIR/<dataset>/<model>/<key>.json")
     train.add_argument(
-        "--config", type=Path, help="a BayesBiNN/STE JSON run file (Garg & Singhal's format) instead of MODEL"
+        "--config",
+        type=Path,
+        help="a BayesBiNN/STE JSON run file (Garg & Singhal's format), not MODEL",
     )
     train.add_argument(
         "--tasks", type=int, help="continual learning: this many permuted-MNIST tasks in sequence"
@@ -185,7 +188,8 @@ def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: 
 
 
 def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: ANN202
-    """A BayesBiNN/STE JSON run file (Garg & Singhal's format); --dataset may name an offline copy, --hparams may override."""
+    """A BayesBiNN/STE JSON run file (Garg & Singhal's format); --dataset may name an offline
+    copy, --hparams may override."""
     from bnnlib.experiment.runfile import load_bayesbinn_config, to_run_config
 
     if args.model:

@@ -205,7 +205,8 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
 
 
 def _opt_param(value: Any) -> dict[str, Any]:
-    """The reproducibility study's ``opt_param="{'threshold':5e-7, 'gamma':1e-4}"``, parsed without eval."""
+    """The reproducibility study's ``opt_param="{'threshold':5e-7, 'gamma':1e-4}"``, parsed
+    without eval."""
     import ast
 
     if isinstance(value, str):

@@ -151,8 +151,8 @@ def _binarynet_sets(layer_norm: bool) -> dict[str, dict[str, Any]]:
     """Bop2ndOrder's sets (CuauSuarez/Bop2ndOrder) for ``binarynet`` (LayerNorm) and
     ``binarynet_batch`` (BatchNorm)."""
     sets: dict[str, dict[str, Any]] = {
-        # Latent-weight baseline; binarynet_batch's own `default` defines no optimizer (a latent bug of
-        # the released code),
+        # Latent-weight baseline; binarynet_batch's own `default` defines no optimizer (a latent
+        # bug of the released code),
         # so both use binarynet's Adam(5e-3).
         "default": _latent_adam(5e-3, 100, 256),
         "bop": _bop(1e-6, 1e-3, 100, 100),
@@ -210,7 +210,8 @@ HPARAM_SETS: dict[str, dict[str, dict[str, Any]]] = {
     # The reproducibility study of Bop (nancy-nayak/rethinking-bnn): batch 64, 250 epochs,
     # Adam(0.01) for floats.
     "binaryvgg": {"bop": _bop(1e-6, 1e-3, 250, 64)},
-    # Its denoising auto-encoder: the repository's README overrides the bop set's 1e-6/1e-3 with threshold 1e-8, gamma 1e-5.
+    # Its denoising auto-encoder: the repository's README overrides the bop set's 1e-6/1e-3 with
+    # threshold 1e-8, gamma 1e-5.
     "autoencoder": {
         "traditional": {"optimizer": "adam", "weight_mode": "real", **_AE_ADAM},
     },
@@ -282,7 +283,8 @@ HPARAM_SETS |= {
         "bayesbinn": _bayesbinn(3e-4, 50, 1e-10, 10, epochs=290, validation_split=0.0),
         "ste": _ste(50, epochs=290, validation_split=0.0),
     },
-    # Continual learning (Meng et al., 2020): per task, cosine 1e-3 -> 1e-16 over 100 epochs, C = 100 sampled networks.
+    # Continual learning (Meng et al., 2020): per task, cosine 1e-3 -> 1e-16 over 100 epochs,
+    # C = 100 sampled networks.
     "mlp_cl_h100": {
         "bayesbinn": _bayesbinn(
             1e-3, 100, 1e-2, 1, epochs=100, validation_split=0.0, eval_kind="mean", eval_samples=100

@@ -1,8 +1,9 @@
 """From a resolved config to the model, optimizer and hyper-parameter schedules it names.
 
-The papers' Keras code builds its optimizers the same way (larq's CaseOptimizer): binary tensors go to the flip
-optimizer (Bop or Bop2ndOrder), everything else to Adam. Latent-weight sets (``default``, ``bnn``)
-send every tensor to Adam and clip the latent binary kernels to [-1, 1] (Keras ``weight_clip``).
+The papers' Keras code builds its optimizers the same way (larq's CaseOptimizer): binary tensors go
+to the flip optimizer (Bop or Bop2ndOrder), everything else to Adam. Latent-weight sets
+(``default``, ``bnn``) send every tensor to Adam and clip the latent binary kernels to [-1, 1]
+(Keras ``weight_clip``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""BayesBiNN/STE JSON run files (``train_bayesbinn.py`` / ``train_ste.py`` configs), parsed and built.
+"""BayesBiNN/STE JSON run files (``train_bayesbinn.py``/``train_ste.py`` configs), parsed and built.
 
 The format is that of the BayesBiNN reproduction (Garg & Singhal,
 prateekstark/training-binary-neural-network, ``configs/*.json``): one flat JSON object with the keys
 of :data:`SEED_KEYS`. Their meaning is the reproduction's; in particular ``momentum`` is the
-*BatchNorm* momentum (PyTorch convention), not BayesBiNN's gradient momentum, which the paper's image
-runs keep at 0. Three optional keys extend the format (the reproduction's scripts ignore unknown
-keys, so the files still run there):
+*BatchNorm* momentum (PyTorch convention), not BayesBiNN's gradient momentum, which the paper's
+image runs keep at 0. Three optional keys extend the format (the reproduction's scripts ignore
+unknown keys, so the files still run there):
 
 - ``method``: "bayesbinn" or "ste". The reproduction picks it by script; here it is explicit. When
   absent it is inferred: BayesBiNN keys (mc_steps, temperature, evaluate_steps) mean "bayesbinn",
@@ -78,7 +78,8 @@ class _Architecture:
     dropout: bool
 
 
-# The reproduction's names (BinaryConnect, ...) and the official code's (MLPBinaryConnect, MLP_CL_h100).
+# The reproduction's names (BinaryConnect, ...) and the official code's (MLPBinaryConnect,
+# MLP_CL_h100).
 _MLP = _Architecture("mlp_binaryconnect", True, None, 0.15, 1e-4, True)
 _CL_MLP = _Architecture("mlp_cl_h100", True, None, 0.15, 1e-4, False)
 ARCHITECTURES = {
@@ -281,7 +282,8 @@ class BayesBiNNConfig:
 
     def eval_samples(self) -> tuple[str, int]:
         """(kind, num) for ``eval_weight_samples``: evaluate_steps 0 is the mode network, C > 0
-        averages the logits of C sampled networks (not their probabilities). STE evaluates its one network."""
+        averages the logits of C sampled networks (not their probabilities). STE evaluates its one
+        network."""
         if self.method == "bayesbinn" and self.evaluate_steps:
             return "mean", self.evaluate_steps
         return "mode", 1
@@ -337,7 +339,8 @@ def build_from_config(
     BayesBiNN optimises every parameter of the model, as both released codes do: with
     ``batch_affine`` the BatchNorm gains and biases become +-1 variables too. STE runs
     Adam on everything, clamps the latent binary weights to +-weight_clip_value and clips every
-    gradient to +-grad_clip_value when set (the reproduction's choice); BatchNorm parameters are not clamped.
+    gradient to +-grad_clip_value when set (the reproduction's choice); BatchNorm parameters are not
+    clamped.
     ``generator`` feeds BayesBiNN's noise.
     """
     from bnnlib.layers import is_binary
@@ -458,8 +461,8 @@ def to_run_config(
     device: str = "auto",
     profile: str | None = None,
 ):  # noqa: ANN201 - returns bnnlib.experiment.config.RunConfig (imported lazily)
-    """The same run as a :class:`bnnlib.experiment.config.RunConfig`, so a JSON run file goes through
-    the one trainer, the run-record cache and the sweeps like every other recipe. ``dataset``
+    """The same run as a :class:`bnnlib.experiment.config.RunConfig`, so a JSON run file goes
+    through the one trainer, the run-record cache and the sweeps like every other recipe. ``dataset``
     replaces the file's (e.g. the offline ``cifar10-jpeg`` for ``cifar10``)."""
     from bnnlib.experiment.config import RunConfig
 

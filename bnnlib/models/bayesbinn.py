@@ -10,8 +10,8 @@ released code, not the paper's Tables 5 and 8: conv (-> max-pool) -> BN -> ReLU.
 
 - ``"binary"``: BayesBiNN; the optimizer writes relaxed/sampled weights into the layers.
 - ``"latent"``: the STE baseline; latent reals through the identity straight-through sign (no
-  |w| <= 1 gating, as in the official code), initialised as the official STE models: linear U(-a, a) with
-  a = sqrt(1.5 / (fan_in + fan_out)), conv PyTorch's default.
+  |w| <= 1 gating, as in the official code), initialised as the official STE models: linear
+  U(-a, a) with a = sqrt(1.5 / (fan_in + fan_out)), conv PyTorch's default.
 - ``"real"``: the full-precision baseline with PyTorch's default initialisation.
 """
 
@@ -129,7 +129,8 @@ def mlp_cl_h100(
     bn_eps: float = 1e-4,
 ) -> nn.Sequential:
     """The continual-learning MLP of permuted MNIST (reference ``MLP_CL_h100``, the
-    reproduction's ``SimpleBinaryConnect``): 784-100-100-num_classes binary, BN after each layer, no dropout."""
+    reproduction's ``SimpleBinaryConnect``): 784-100-100-num_classes binary, BN after each layer, no
+    dropout."""
     hidden = scaled_width(100, width)
     widths = [in_features, hidden, hidden, num_classes]
     return _mlp(widths, 0.0, weight_mode, batch_affine, bn_momentum, bn_eps)
@@ -259,8 +260,8 @@ def lrnet_big(
     """The LR-net comparison CNN for 32x32 CIFAR-10 (the reproduction's
     ``LRNetBig``).
 
-    The VGGBinaryConnect trunk, but with the reproduction's order conv -> BN -> max-pool -> ReLU, then
-    fc7 8192-1024 and fc8 1024-num_classes (times ``width``), each followed by a default BN1d.
+    The VGGBinaryConnect trunk, but with the reproduction's order conv -> BN -> max-pool -> ReLU,
+    then fc7 8192-1024 and fc8 1024-num_classes (times ``width``), each followed by a default BN1d.
     """
     c = [scaled_width(n, width) for n in (128, 128, 256, 256, 512, 512)]
     layers: OrderedDict[str, nn.Module] = OrderedDict()

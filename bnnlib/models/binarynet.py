@@ -44,7 +44,8 @@ def _binary_vgg(
     in_channels: int,
     image_size: int,
 ) -> nn.Sequential:
-    """The shared layer list of Bop's BinaryNet (plumerai code); ``bias`` applies to layers 2..9 (the first never has one)."""
+    """The shared layer list of Bop's BinaryNet (plumerai code); ``bias`` applies to
+    layers 2..9 (the first never has one)."""
     f = scaled_width(128, width)
     dense = scaled_width(1024, width)
     channels = [in_channels, f, f, 2 * f, 2 * f, 4 * f, 4 * f]
