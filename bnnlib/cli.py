@@ -110,9 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (like the released code's `train` command)")
     run_args(train, "results folder; records go to LOGDIR/<dataset>/<model>/<key>.json")
     train.add_argument(
-        "--config",
-        type=Path,
-        help="a BayesBiNN/STE JSON run file (Garg & Singhal's format), not MODEL",
+        "--config", type=Path, help="a JSON run file of the BayesBiNN reproduction, not MODEL"
     )
     train.add_argument(
         "--tasks", type=int, help="continual learning: this many permuted-MNIST tasks in sequence"
@@ -188,8 +186,7 @@ def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: 
 
 
 def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: ANN202
-    """A BayesBiNN/STE JSON run file (Garg & Singhal's format); --dataset may name an offline
-    copy, --hparams may override."""
+    """A BayesBiNN/STE JSON run file; --dataset may name an offline copy, --hparams may override."""
     from bnnlib.experiment.runfile import load_bayesbinn_config, to_run_config
 
     if args.model:
