@@ -238,7 +238,7 @@ class BayesBiNN(torch.optim.Optimizer):
             torch.sub(self._one, den, out=den).add_(_EPS)
             for k in range(samples):
                 u = self._fill_uniform(buf)
-                torch.logit(u, out=u)  # = log(u / (1 - u)); u = 0 gives -inf, i.e. w = -1 (P-A8)
+                torch.logit(u, out=u)  # = log(u / (1 - u)); u = 0 gives -inf, so w = -1, not NaN
                 torch.add(lamda, u, alpha=0.5, out=u).div_(tau)
                 torch.tanh(u, out=w)
                 losses.append(self._run_closure(closure))
