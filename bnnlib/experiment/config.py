@@ -1,7 +1,6 @@
 """The typed run configuration: one value names everything a run depends on.
 
-A :class:`RunConfig` is what a YAML config, a sweep grid, Python code and the CLI all
-produce. It is
+A :class:`RunConfig` is what a YAML config, a sweep grid, Python code and the CLI all produce. It is
 validated in full by :meth:`RunConfig.resolve` before any data is read or any file is written, and
 its :meth:`key` (a hash of the resolved values) names the run record, so a changed value is a new
 run and an unchanged one is found in the cache.

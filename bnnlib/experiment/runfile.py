@@ -462,8 +462,8 @@ def to_run_config(
     profile: str | None = None,
 ):  # noqa: ANN201 - returns bnnlib.experiment.config.RunConfig (imported lazily)
     """The same run as a :class:`bnnlib.experiment.config.RunConfig`, so a JSON run file goes
-    through the one trainer, the run-record cache and the sweeps like every other recipe. ``dataset``
-    replaces the file's (e.g. the offline ``cifar10-jpeg`` for ``cifar10``)."""
+    through the one trainer, the run-record cache and the sweeps like every other recipe.
+    ``dataset`` replaces the file's (e.g. the offline ``cifar10-jpeg`` for ``cifar10``)."""
     from bnnlib.experiment.config import RunConfig
 
     name = dataset or cfg.dataset

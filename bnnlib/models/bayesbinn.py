@@ -106,8 +106,7 @@ def mlp_binaryconnect(
     bn_momentum: float = 0.15,
     bn_eps: float = 1e-4,
 ) -> nn.Sequential:
-    """BayesBiNN's MNIST MLP "MLPBinaryConnect" (the reproduction's
-    "BinaryConnect").
+    """BayesBiNN's MNIST MLP "MLPBinaryConnect" (the reproduction's "BinaryConnect").
 
     Binary: fc1..fc4 = 784-2048-2048-2048-num_classes (hidden widths times ``width``),
     10,014,720 weights at full width. Dropout ``drop_prob`` on the input and after each hidden
@@ -222,8 +221,7 @@ def lrnet_small(
     bn_momentum: float = 0.2,
     bn_eps: float = 1e-5,
 ) -> nn.Sequential:
-    """The LR-net comparison CNN for 28x28 MNIST (the reproduction's
-    ``LRNetSmall``).
+    """The LR-net comparison CNN for 28x28 MNIST (the reproduction's ``LRNetSmall``).
 
     Binary: conv1 5x5 32, conv2 5x5 64 (each -> max-pool -> BN -> ReLU), fc3 3136-512, fc4
     512-num_classes (times ``width``). Conv BNs ``bn_momentum``; FC BNs PyTorch's defaults.
@@ -257,8 +255,7 @@ def lrnet_big(
     bn_momentum: float = 0.2,
     bn_eps: float = 1e-5,
 ) -> nn.Sequential:
-    """The LR-net comparison CNN for 32x32 CIFAR-10 (the reproduction's
-    ``LRNetBig``).
+    """The LR-net comparison CNN for 32x32 CIFAR-10 (the reproduction's ``LRNetBig``).
 
     The VGGBinaryConnect trunk, but with the reproduction's order conv -> BN -> max-pool -> ReLU,
     then fc7 8192-1024 and fc8 1024-num_classes (times ``width``), each followed by a default BN1d.

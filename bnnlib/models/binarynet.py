@@ -1,5 +1,4 @@
-"""BinaryNet ("BVGG") for CIFAR-10, in the three variants the papers' released code trains
-with Bop.
+"""BinaryNet ("BVGG") for CIFAR-10, in the three variants the papers' released code trains with Bop.
 
 One layer list, three normalisation/bias recipes:
 
@@ -44,8 +43,8 @@ def _binary_vgg(
     in_channels: int,
     image_size: int,
 ) -> nn.Sequential:
-    """The shared layer list of Bop's BinaryNet (plumerai code); ``bias`` applies to
-    layers 2..9 (the first never has one)."""
+    """The shared layer list of Bop's BinaryNet (plumerai code); ``bias`` applies to layers 2..9
+    (the first never has one)."""
     f = scaled_width(128, width)
     dense = scaled_width(1024, width)
     channels = [in_channels, f, f, 2 * f, 2 * f, 4 * f, 4 * f]
@@ -123,7 +122,7 @@ def binaryvgg(
     in_channels: int = 3,
     image_size: int = 32,
 ) -> nn.Sequential:
-    """The reproducibility study's BinaryNet (the reproducibility study of Bop, its ``binaryvgg``).
+    """The BinaryNet of the reproducibility study of Bop (Nayak et al.), its ``binaryvgg``.
 
     Same binary layers as :func:`binarynet_batch`, but conv2..fc9 carry a (real) bias, as larq's
     default ``use_bias=True`` gives, and the norm is ``norm_layer`` ("BatchNormalization" or

@@ -3,9 +3,9 @@
 Meng, Bachmann & Khan (ICML 2020), with the semantics of the authors' released optimizer
 (team-approx-bayes/BayesBiNN, ``optimizers/BayesBiNN.py``). The posterior over each weight is
 Bernoulli with natural parameter ``lamda`` (P(w=+1) = sigmoid(2 lamda)) and mean
-``mu = tanh(lamda)``. One step draws relaxed weights
-``w = tanh((lamda + delta) / temperature)`` with logistic noise ``delta``, writes them into the model,
-lets the closure compute the loss gradient at ``w``, and moves ``lamda`` along the natural gradient::
+``mu = tanh(lamda)``. One step draws relaxed weights ``w = tanh((lamda + delta) / temperature)``
+with logistic noise ``delta``, writes them into the model, lets the closure compute the loss
+gradient at ``w``, and moves ``lamda`` along the natural gradient::
 
     g_hat = N / S * sum_k (1 - w_k^2 + 1e-10) / temperature / (1 - mu^2 + 1e-10) * grad_k
     m     = beta * m + (1 - beta) * (g_hat + reweight * (lamda - lamda_prior))
@@ -15,8 +15,9 @@ Every tensor is kept as one flat vector over all parameters (the reference does 
 is a fixed number of whole-vector in-place kernels whatever the number of layers. The parameters are
 re-pointed at slices of the flat weight vector, so writing the relaxed weights is a single kernel.
 The arithmetic follows the reference's order of operations in the parameters' dtype, which is what
-makes float32 saturate at temperature 1e-10 exactly as the paper's runs did: there
-tanh is +-1 for almost every weight, and the noise can no longer flip most of them.
+makes float32 saturate at temperature 1e-10 exactly as the paper's runs did: in float32
+tanh(+-10) is exactly +-1, so the scale s is 1e10, lamda grows so large that the noise no longer
+flips any weight, and the update behaves like a deterministic sign rule.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class BayesBiNN(torch.optim.Optimizer):
         reweight: rho, the weight of the KL term.
         prior_lamda: flat prior natural parameters (continual learning); None means 0.
         stale_mu: True keeps the reference's mu = tanh(lamda before the update), so the
-            scale s of step t uses the previous step's lamda;
+            scale s lags one step behind the sampling;
             False uses the paper's mu = tanh(lamda after the update).
         generator: source of all training noise (lamda's signs, the logistic noise); must live on
             the parameters' device. None uses torch's global generator.

@@ -25,8 +25,7 @@ def topk_correct(
 
 
 def psnr_peak1(mse: torch.Tensor) -> torch.Tensor:
-    """10*log10(1/MSE): the reproducibility study's convention (max pixel 1 on
-    [-1, 1] data)."""
+    """10*log10(1/MSE): the reproducibility study's convention (max pixel 1 on [-1, 1] data)."""
     return -10.0 * torch.log10(mse)
 
 
