@@ -1,4 +1,4 @@
-"""bnnlib: optimizers, layers and models for binarized neural networks, and the book's runner."""
+"""bnnlib: optimizers, layers and models for binarized neural networks, and an experiment runner."""
 
 from __future__ import annotations
 

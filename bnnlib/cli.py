@@ -1,4 +1,6 @@
-"""``bnnlib train|test|summary|sweep``: the seeds' commands, one entry point.
+"""``bnnlib train|test|summary|sweep``: the commands of the papers' released code (``bnno train``
+of Bop2ndOrder, ``classify.py train`` of the Bop reproducibility study, ``train_bayesbinn.py`` of
+the BayesBiNN reproduction, ...), one entry point.
 
 Every command validates its whole input first: a wrong name, key, type or value prints one line
 naming it (with the valid choices) and exits with status 2 before anything is read or written.
@@ -22,8 +24,9 @@ class UsageError(Exception):
 
 
 def parse_hparams(text: str | None) -> dict[str, Any]:
-    """``k=v,k2=v2`` as the seeds write it. Values are literals (numbers, booleans, quoted strings,
-    dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is a string."""
+    """``k=v,k2=v2`` as the released code's ``--hparams`` takes it. Values are literals (numbers,
+    booleans, quoted strings, dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is
+    a string."""
     if not text:
         return {}
     out: dict[str, Any] = {}
@@ -104,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--logdir", default="runs", help=logdir_help)
 
-    train = sub.add_parser("train", help="train a model (the seeds' `train` command)")
+    train = sub.add_parser("train", help="train a model (like the released code's `train` command)")
     run_args(train, "results folder; records go to LOGDIR/<dataset>/<model>/<key>.json")
     train.add_argument(
-        "--config", type=Path, help="a seed-002 BayesBiNN/STE JSON run file instead of MODEL"
+        "--config", type=Path, help="a JSON run file of the BayesBiNN reproduction, not MODEL"
     )
     train.add_argument(
         "--tasks", type=int, help="continual learning: this many permuted-MNIST tasks in sequence"
@@ -183,7 +186,7 @@ def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: 
 
 
 def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: ANN202
-    """A seed-002 JSON run file; --dataset may name an offline copy, --hparams may override."""
+    """A BayesBiNN/STE JSON run file; --dataset may name an offline copy, --hparams may override."""
     from bnnlib.experiment.runfile import load_bayesbinn_config, to_run_config
 
     if args.model:

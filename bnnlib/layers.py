@@ -64,7 +64,7 @@ class _BinaryMixin:
         self._input_quantizer_name = _name(input_quantizer)
         self._kernel_quantizer_name = _name(kernel_quantizer) if weight_mode == "latent" else None
         with torch.no_grad():
-            nn.init.xavier_uniform_(self.weight)  # Keras glorot_uniform, as every seed uses
+            nn.init.xavier_uniform_(self.weight)  # Keras glorot_uniform, as the Keras code uses
             if weight_mode == "binary":
                 self.weight.copy_(sign_plus(self.weight))
         if weight_mode != "real":

@@ -1,10 +1,11 @@
 """Keras-faithful normalisation layers.
 
-The seeds build their models in Keras, whose ``BatchNormalization`` and ``LayerNormalization``
-differ from PyTorch's defaults in ways that change training: the momentum convention is inverted
-(Keras 0.99 is PyTorch 0.01), eps is 1e-3 instead of 1e-5, ``scale=False`` removes gamma
-altogether, and ``LayerNormalization()`` on an NHWC map normalises over the channels at each
-spatial position, not over (C, H, W). These modules reproduce those semantics on NCHW tensors.
+The Bop and Bop2ndOrder code builds its models in Keras, whose ``BatchNormalization`` and
+``LayerNormalization`` differ from PyTorch's defaults in ways that change training: the momentum
+convention is inverted (Keras 0.99 is PyTorch 0.01), eps is 1e-3 instead of 1e-5, ``scale=False``
+removes gamma altogether, and ``LayerNormalization()`` on an NHWC map normalises over the channels
+at each spatial position, not over (C, H, W). These modules reproduce those semantics on NCHW
+tensors.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ def make_norm(
     eps: float = 1e-3,
     momentum: float = 0.99,
 ) -> nn.Module:
-    """Build the norm a seed names by its Keras class ("BatchNormalization"/"LayerNormalization",
-    or "batch"/"layer"). ``momentum`` (Keras convention) only applies to batch norm, so a model can
-    pass the same arguments whichever kind its ``norm_layer`` hyper-parameter selects."""
+    """Build the norm the released code names by its Keras class
+    ("BatchNormalization"/"LayerNormalization", or "batch"/"layer"). ``momentum`` (Keras convention)
+    only applies to batch norm, so a model can pass the same arguments whichever kind its
+    ``norm_layer`` hyper-parameter selects."""
     if kind in ("BatchNormalization", "batch"):
         return BatchNorm(channels, momentum=momentum, eps=eps, scale=scale, center=center)
     if kind in ("LayerNormalization", "layer"):

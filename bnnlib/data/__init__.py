@@ -1,4 +1,4 @@
-"""Datasets, the seeds' preprocessing and reproducible device-resident loaders.
+"""Datasets, the released code's preprocessing and reproducible device-resident loaders.
 
 Typical use: ``bundle = build_loaders("cifar10-jpeg", "resize_and_flip", 50, device="cuda")`` then
 ``bundle.train.set_epoch(e)`` before each epoch; show ``bundle.info.label`` next to every result.

@@ -135,9 +135,9 @@ def build_loaders(
       official train set, preprocessed like the test set (BayesBiNN reference, 10 %).
     - ``train_subset`` / ``test_subset``: a seeded class-stratified random subset of the remaining
       train images / of the test set (see :func:`stratified_subset`).
-    - Train drops the remainder batch (Keras ``fit``); validation and test keep it, so every image is
-      evaluated. Keras ``evaluate`` in the Bop recipes also drops it (spec 1f.8), which makes their
-      test numbers cover slightly fewer images.
+    - Train drops the remainder batch (Keras ``fit``); validation and test keep it, so every image
+      is evaluated. Keras ``evaluate`` in the Bop recipes also drops it (validation runs
+      ``n_val // batch_size`` steps), which makes their test numbers cover slightly fewer images.
     - ``eval_batch_size`` (default ``batch_size``) only changes speed, never eval results.
     """
     _check_int("batch_size", batch_size, 1)

@@ -1,4 +1,4 @@
-"""The seeds' ``--preprocess-fn`` choices as whole-batch torch operations.
+"""The released code's ``--preprocess-fn`` choices as whole-batch torch operations.
 
 Each :class:`Preprocess` turns a uint8 (B, C, H, W) batch into model inputs and targets on the batch's
 own device, drawing randomness only from the generator it is given, so that a loader can make every
@@ -118,7 +118,8 @@ PREPROCESS: dict[str, Preprocess] = {
     "bayesbinn_cifar100": Preprocess(
         "bayesbinn_cifar100", augment=True, mean=CIFAR100_BAYESBINN_MEAN, std=CIFAR100_BAYESBINN_STD
     ),
-    # The seed's data_augmentation=false on CIFAR: the same normalisation, no crop or flip.
+    # The BayesBiNN run files' data_augmentation=false on CIFAR: the same normalisation, no crop
+    # or flip.
     "bayesbinn_cifar10_plain": Preprocess(
         "bayesbinn_cifar10_plain", mean=CIFAR10_BAYESBINN_MEAN, std=CIFAR10_BAYESBINN_STD
     ),
@@ -135,7 +136,8 @@ def list_preprocess() -> tuple[str, ...]:
 
 
 def get_preprocess(name: str) -> Preprocess:
-    """The pipeline called ``name`` (``default`` is ``resize_and_flip``, as in the seeds' CIFAR code)."""
+    """The pipeline called ``name`` (``default`` is ``resize_and_flip``, as in the released
+    Keras CIFAR code)."""
     key = PREPROCESS_ALIASES.get(name, name)
     if key not in PREPROCESS:
         raise ValueError(

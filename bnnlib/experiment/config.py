@@ -1,6 +1,6 @@
 """The typed run configuration: one value names everything a run depends on.
 
-A :class:`RunConfig` is what a params file, a sweep grid, a notebook and the CLI all produce. It is
+A :class:`RunConfig` is what a YAML config, a sweep grid, Python code and the CLI all produce. It is
 validated in full by :meth:`RunConfig.resolve` before any data is read or any file is written, and
 its :meth:`key` (a hash of the resolved values) names the run record, so a changed value is a new
 run and an unchanged one is found in the cache.
@@ -16,7 +16,8 @@ from typing import Any
 
 from bnnlib.experiment.hparams import get_hparams, validate_hparams
 
-# Model kwargs the seeds pass through --hparams (seed 000: norm_layer="BatchNormalization").
+# Model kwargs the released code passes through --hparams (the reproducibility study of Bop:
+# norm_layer="BatchNormalization").
 MODEL_HPARAM_KEYS = ("norm_layer", "width")
 DENOISING_MODELS = ("autoencoder", "binaryae")
 PROFILES = ("smoke", "cpu", "paper")
@@ -24,14 +25,14 @@ DEFAULT_PREPROCESS = {
     "mnist": "pm1",
     "autoencoder": "AE",
     "binaryae": "AE",
-    # BayesBiNN's models come with the reference's normalisation (spec A.9).
+    # BayesBiNN's models come with the reference's normalisation (team-approx-bayes/BayesBiNN).
     "mlp_binaryconnect": "mnist_standardize",
     "mlp_cl_h100": "mnist_standardize",
 }
 
 
 def default_preprocess(model: str, dataset: str) -> str:
-    """The seed's preprocessing for a model and dataset when none is named."""
+    """The released code's preprocessing for a model and dataset when none is named."""
     family = dataset.split("-")[0]  # cifar10-jpeg is CIFAR-10 for preprocessing
     if model == "vgg_binaryconnect" and family in ("cifar10", "cifar100"):
         return f"bayesbinn_{family}"
@@ -203,7 +204,8 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
 
 
 def _opt_param(value: Any) -> dict[str, Any]:
-    """Seed 000's ``opt_param="{'threshold':5e-7, 'gamma':1e-4}"``, parsed without eval."""
+    """The reproducibility study's ``opt_param="{'threshold':5e-7, 'gamma':1e-4}"``, parsed
+    without eval."""
     import ast
 
     if isinstance(value, str):

@@ -1,7 +1,10 @@
-"""The seeds' named hyper-parameter sets (``--hparams-set``), per model.
+"""The named hyper-parameter sets (``--hparams-set``) of the papers' released code, per model.
 
-Values follow ``shared/spec/bop-bop2-bnew-bmd.md`` (§1b plumerai/Bop, §2a-2c the reproducibility
-study, §3b Bop2ndOrder). A set is a flat dict; schedules are written the seeds' way:
+Values follow the authors' code: plumerai/rethinking-bnn-optimization for Bop (Helwegen et al.,
+2019), nancy-nayak/rethinking-bnn for the reproducibility study of Bop (Nayak et al.),
+CuauSuarez/Bop2ndOrder for Bop2ndOrder (Suarez-Ramirez et al., 2021) and team-approx-bayes/BayesBiNN
+for BayesBiNN (Meng, Bachmann & Khan, 2020). A set is a flat dict; schedules are written the way
+the Keras code writes them:
 
 - ``<key>_decay`` with ``epochs_decay``: Keras ``ExponentialDecay(staircase=True)`` every
   ``epochs_decay`` epochs (``bop_testExp``, ``*_testExp``, ``bop_sec52``).
@@ -9,7 +12,8 @@ study, §3b Bop2ndOrder). A set is a flat dict; schedules are written the seeds'
   ``poly_epochs`` epochs of ``train_samples`` samples (``*_testPoly``, ``*_CIFAR``); it may increase.
 
 ``train_samples`` defaults to the size of the training set actually used; the sets that the
-authors wrote with ImageNet's 1,281,167 samples on CIFAR-10 keep that quirk (spec §3f.5).
+authors wrote with ImageNet's 1,281,167 samples on CIFAR-10 keep that quirk (their decay then
+runs about 25.6 times longer than the training).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "lr_end": (int, float),
     "weight_mode": str,
     "loss": str,
-    # BayesBiNN (spec A.3, A.6) and the seed-002 STE baseline
+    # BayesBiNN (Meng et al., 2020) and its STE baseline
     "lr_schedule": str,  # keras: the *_decay / *_end keys; cosine_epoch: BayesBiNN's per-epoch cosine
     "temperature": (int, float),
     "num_samples": int,
@@ -78,7 +82,7 @@ _COMMON: dict[str, Any] = {
     "train_samples": None,
     "beta_1": 0.9,
     "beta_2": 0.999,
-    "adam_eps": 1e-7,  # Keras Adam epsilon (spec §1f.6)
+    "adam_eps": 1e-7,  # Keras Adam epsilon (PyTorch's is 1e-8)
     "weight_clip": 1.0,
     "unbiased": False,
     "adam_bias_correction": False,
@@ -144,9 +148,11 @@ def _exp_all(keys: tuple[str, ...], every: float = 100, rate: float = 0.1) -> di
 
 
 def _binarynet_sets(layer_norm: bool) -> dict[str, dict[str, Any]]:
-    """Seed 001's sets for ``binarynet`` (LayerNorm) and ``binarynet_batch`` (BatchNorm), spec §3b."""
+    """Bop2ndOrder's sets (CuauSuarez/Bop2ndOrder) for ``binarynet`` (LayerNorm) and
+    ``binarynet_batch`` (BatchNorm)."""
     sets: dict[str, dict[str, Any]] = {
-        # Latent-weight baseline; binarynet_batch's own `default` defines no optimizer (spec §3f.6),
+        # Latent-weight baseline; binarynet_batch's own `default` defines no optimizer (a latent
+        # bug of the released code),
         # so both use binarynet's Adam(5e-3).
         "default": _latent_adam(5e-3, 100, 256),
         "bop": _bop(1e-6, 1e-3, 100, 100),
@@ -201,9 +207,11 @@ _AE_ADAM = dict(lr=1e-3, beta_1=0.99, beta_2=0.999, epochs=100, batch_size=64, l
 HPARAM_SETS: dict[str, dict[str, dict[str, Any]]] = {
     "binarynet": _binarynet_sets(layer_norm=True),
     "binarynet_batch": _binarynet_sets(layer_norm=False),
-    # Seed 000 (nancy-nayak/rethinking-bnn), spec §2a: batch 64, 250 epochs, Adam(0.01) for floats.
+    # The reproducibility study of Bop (nancy-nayak/rethinking-bnn): batch 64, 250 epochs,
+    # Adam(0.01) for floats.
     "binaryvgg": {"bop": _bop(1e-6, 1e-3, 250, 64)},
-    # Spec §2c: the README overrides the bop set's 1e-6/1e-3 with threshold 1e-8, gamma 1e-5.
+    # Its denoising auto-encoder: the repository's README overrides the bop set's 1e-6/1e-3 with
+    # threshold 1e-8, gamma 1e-5.
     "autoencoder": {
         "traditional": {"optimizer": "adam", "weight_mode": "real", **_AE_ADAM},
     },
@@ -211,7 +219,7 @@ HPARAM_SETS: dict[str, dict[str, dict[str, Any]]] = {
         "bnn": {"optimizer": "adam", "weight_mode": "latent", **_AE_ADAM},
         "bop": _bop(1e-6, 1e-3, 100, 64, loss="mse"),
     },
-    # bnnlib's own MNIST set (no seed has one): binary weights and activations, one epoch.
+    # bnnlib's own MNIST set (no released code has one): binary weights and activations, one epoch.
     "binary_mlp": {
         "bop": _bop(1e-8, 1e-4, 1, 100),  # larq defaults; 1e-6/1e-3 also passes 93 % (95.3 %)
         "bop2ndOrder": _bop2(1e-6, 1e-5, 1e-3, 1, 100, False),
@@ -222,7 +230,8 @@ HPARAM_SETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def _bayesbinn(lr: float, batch_size: int, temperature: float, trainset_scale: int, **kw: Any):
-    """Spec A.6.1: cosine from lr to 1e-16 over 500 epochs, one MC sample, mode prediction."""
+    """BayesBiNN's image-classification sets (Meng et al., 2020): cosine from lr to 1e-16
+    over 500 epochs, one MC sample, mode prediction."""
     return {
         "optimizer": "bayesbinn",
         "weight_mode": "binary",
@@ -241,8 +250,9 @@ def _bayesbinn(lr: float, batch_size: int, temperature: float, trainset_scale: i
 
 
 def _ste(batch_size: int, **kw: Any):
-    """Spec A.5/A.6.2: identity STE, Adam 1e-2 cosine to 1e-16, weights clipped to [-1, 1]; the
-    official code clips no gradient (set grad_clip=1 for the seed's re-implementation)."""
+    """The STE baseline of Meng et al. (2020): identity STE, Adam 1e-2 cosine to 1e-16, weights
+    clipped to [-1, 1]; the official code clips no gradient (set grad_clip=1 for Garg & Singhal's
+    re-implementation)."""
     return {
         "optimizer": "adam",
         "weight_mode": "latent",
@@ -264,7 +274,7 @@ HPARAM_SETS |= {
         "bayesbinn_cifar100": _bayesbinn(3e-4, 50, 1e-8, 10),
         "ste": _ste(50),
     },
-    # Spec A.8 / A.6.3: the LR-net comparison networks, no validation split.
+    # The LR-net comparison networks of Meng et al. (2020), no validation split.
     "lrnet_small": {
         "bayesbinn": _bayesbinn(1e-4, 100, 1e-10, 1, epochs=190, validation_split=0.0),
         "ste": _ste(100, epochs=190, validation_split=0.0),
@@ -273,7 +283,8 @@ HPARAM_SETS |= {
         "bayesbinn": _bayesbinn(3e-4, 50, 1e-10, 10, epochs=290, validation_split=0.0),
         "ste": _ste(50, epochs=290, validation_split=0.0),
     },
-    # Spec A.4 / A.6.4: per task, cosine 1e-3 -> 1e-16 over 100 epochs, C = 100 sampled networks.
+    # Continual learning (Meng et al., 2020): per task, cosine 1e-3 -> 1e-16 over 100 epochs,
+    # C = 100 sampled networks.
     "mlp_cl_h100": {
         "bayesbinn": _bayesbinn(
             1e-3, 100, 1e-2, 1, epochs=100, validation_split=0.0, eval_kind="mean", eval_samples=100
@@ -281,7 +292,8 @@ HPARAM_SETS |= {
     },
 }
 
-# binaryvgg and binarynet_batch share the optimizer sets of seed 001 beyond seed 000's `bop`.
+# binaryvgg and binarynet_batch share Bop2ndOrder's optimizer sets beyond the reproducibility
+# study's `bop`.
 for _name, _set in _binarynet_sets(layer_norm=False).items():
     if _name != "bop":
         HPARAM_SETS["binaryvgg"].setdefault(_name, copy.deepcopy(_set))

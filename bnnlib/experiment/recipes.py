@@ -1,8 +1,9 @@
 """From a resolved config to the model, optimizer and hyper-parameter schedules it names.
 
-The seeds build their optimizers the same way (larq's CaseOptimizer): binary tensors go to the flip
-optimizer (Bop or Bop2ndOrder), everything else to Adam. Latent-weight sets (``default``, ``bnn``)
-send every tensor to Adam and clip the latent binary kernels to [-1, 1] (Keras ``weight_clip``).
+The papers' Keras code builds its optimizers the same way (larq's CaseOptimizer): binary tensors go
+to the flip optimizer (Bop or Bop2ndOrder), everything else to Adam. Latent-weight sets
+(``default``, ``bnn``) send every tensor to Adam and clip the latent binary kernels to [-1, 1]
+(Keras ``weight_clip``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def build_recipe(
     hp = cfg.hparams
     steps_per_epoch = max(train_samples // hp["batch_size"], 1)
     if hp["optimizer"] == "bayesbinn":
-        # Every tensor of the model is a Bernoulli variable, as in both released codes (spec A.8).
+        # Every tensor of the model is a Bernoulli variable, as in both released codes
+        # (team-approx-bayes/BayesBiNN and its reproduction by Garg & Singhal).
         optimizer: torch.optim.Optimizer = BayesBiNN(
             model.parameters(),
             lr=hp["lr"],
@@ -107,8 +109,9 @@ def build_recipe(
 
 
 def _schedules(hp: dict[str, Any], train_samples: int, steps_per_epoch: int = 1) -> dict[str, Any]:
-    """Keras schedules in optimizer steps, as the seeds compute them from epochs; or BayesBiNN's
-    cosine, changed at the start of every epoch (epoch e uses the value of e + 1, spec A.7)."""
+    """Keras schedules in optimizer steps, as the released Keras code computes them from epochs;
+    or BayesBiNN's cosine, changed at the start of every epoch (epoch e uses the value of e + 1,
+    as the authors' code does)."""
     if hp["lr_schedule"] == "cosine_epoch":
         cosine = CosineDecay(hp["lr"], hp["epochs"], hp["lr_end"])
         return {"lr": PerEpoch(cosine, steps_per_epoch, offset=1)}

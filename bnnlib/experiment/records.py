@@ -1,6 +1,6 @@
 """Run records: what a run was (config), what it measured (history, final) and where (provenance).
 
-A record is one JSON file ``<results_dir>/<key>.json`` written atomically, so the book and the
+A record is one JSON file ``<results_dir>/<key>.json`` written atomically, so a reader and the
 sweep can trust any file they find: it is complete or it is absent.
 """
 

@@ -1,17 +1,19 @@
-"""Seed 002's JSON run files (``train_bayesbinn.py`` / ``train_ste.py`` configs), parsed and built.
+"""BayesBiNN/STE JSON run files (``train_bayesbinn.py``/``train_ste.py`` configs), parsed and built.
 
-The format is the reproduction's (Garg & Singhal, spec A.6.3): one flat JSON object with the keys of
-:data:`SEED_KEYS`. Their meaning is the seed's; in particular ``momentum`` is the *BatchNorm*
-momentum (PyTorch convention), not BayesBiNN's gradient momentum, which the paper's image runs keep
-at 0. Three optional keys extend the format (the seed's scripts ignore unknown keys, so the files
-still run there):
+The format is that of the BayesBiNN reproduction (Garg & Singhal,
+prateekstark/training-binary-neural-network, ``configs/*.json``): one flat JSON object with the keys
+of :data:`SEED_KEYS`. Their meaning is the reproduction's; in particular ``momentum`` is the
+*BatchNorm* momentum (PyTorch convention), not BayesBiNN's gradient momentum, which the paper's
+image runs keep at 0. Three optional keys extend the format (the reproduction's scripts ignore
+unknown keys, so the files still run there):
 
-- ``method``: "bayesbinn" or "ste". The seed picks it by script; here it is explicit. When absent it
-  is inferred: BayesBiNN keys (mc_steps, temperature, evaluate_steps) mean "bayesbinn", STE keys
-  (grad_clip_value, weight_clip_value) mean "ste", both or neither is an error.
-- ``eps``: the BatchNorm eps (the seed's continual-learning config carries it).
+- ``method``: "bayesbinn" or "ste". The reproduction picks it by script; here it is explicit. When
+  absent it is inferred: BayesBiNN keys (mc_steps, temperature, evaluate_steps) mean "bayesbinn",
+  STE keys (grad_clip_value, weight_clip_value) mean "ste", both or neither is an error.
+- ``eps``: the BatchNorm eps (the reproduction's continual-learning config carries it).
 - ``trainset_scale``: N = (training examples after the validation split) x trainset_scale. The
-  official code uses 10 for augmented CIFAR (spec P-A3); the seed uses 1 (the default).
+  official code uses 10 for augmented CIFAR (the augmentation counts as a 10x larger data set); the
+  reproduction uses 1 (the default).
 
 Everything is validated in :func:`BayesBiNNConfig.from_dict` before anything is built.
 """
@@ -76,7 +78,8 @@ class _Architecture:
     dropout: bool
 
 
-# The seed's names (BinaryConnect, ...) and the official code's (MLPBinaryConnect, MLP_CL_h100).
+# The reproduction's names (BinaryConnect, ...) and the official code's (MLPBinaryConnect,
+# MLP_CL_h100).
 _MLP = _Architecture("mlp_binaryconnect", True, None, 0.15, 1e-4, True)
 _CL_MLP = _Architecture("mlp_cl_h100", True, None, 0.15, 1e-4, False)
 ARCHITECTURES = {
@@ -109,14 +112,14 @@ _STR_KEYS = ("dataset", "criterion", "lr_scheduler", "model_architecture", "meth
 
 @dataclass(frozen=True)
 class BayesBiNNConfig:
-    """One validated seed-002 run file; every field holds its resolved value.
+    """One validated JSON run file; every field holds its resolved value.
 
     Defaults for absent keys: input/output shape, augmentation (CIFAR only) and architecture from
     the dataset; criterion "crossentropy", validation_split 0.1, lr_scheduler "cosine", lr_final
     1e-16, drop_prob 0.2 (used by BinaryConnect only; the other networks have no dropout, and the
-    seed's CIFAR files carry it anyway), batch_affine False, mc_steps 1, temperature 1e-10,
+    reproduction's CIFAR files carry it anyway), batch_affine False, mc_steps 1, temperature 1e-10,
     evaluate_steps 0 (mode prediction), BN momentum/eps the architecture's reference values,
-    grad_clip_value None (the official STE; the seed clips at 1), weight_clip_value 1.
+    grad_clip_value None (the official STE; the reproduction clips at 1), weight_clip_value 1.
     ``dataset``, ``epochs``, ``batch_size`` and ``lr_init`` are required.
     """
 
@@ -223,7 +226,7 @@ class BayesBiNNConfig:
         if self.data_augmentation and self.dataset == "mnist":
             raise ValueError(
                 "data_augmentation must be false for mnist: the reference pads and crops MNIST to"
-                " 32x32, which no MNIST network here accepts (spec A.9)"
+                " 32x32, which no MNIST network here accepts"
             )
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 2, "(BatchNorm needs two examples per batch)")
@@ -279,7 +282,8 @@ class BayesBiNNConfig:
 
     def eval_samples(self) -> tuple[str, int]:
         """(kind, num) for ``eval_weight_samples``: evaluate_steps 0 is the mode network, C > 0
-        averages the logits of C sampled networks (spec A.3). STE evaluates its one network."""
+        averages the logits of C sampled networks (not their probabilities). STE evaluates its one
+        network."""
         if self.method == "bayesbinn" and self.evaluate_steps:
             return "mean", self.evaluate_steps
         return "mode", 1
@@ -299,7 +303,7 @@ class BayesBiNNConfig:
 
 
 def load_bayesbinn_config(path: str | Path, method: str | None = None) -> BayesBiNNConfig:
-    """Read and validate a seed-002 JSON run file."""
+    """Read and validate a BayesBiNN/STE JSON run file."""
     with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)
@@ -313,7 +317,7 @@ def cosine_epoch_lr(epoch: int, lr_init: float, lr_final: float, epochs: int) ->
 
     The official code steps ``CosineAnnealingLR(T_max=epochs)`` at the *start* of every epoch, so
     0-based epoch e trains with alpha(e + 1): the first epoch already below ``lr_init``, the last at
-    ``lr_final`` (spec A.7; the seed steps after the epoch instead, one epoch later)."""
+    ``lr_final`` (the reproduction steps after the epoch instead, one epoch later)."""
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < epochs:
         raise ValueError(f"epoch must be an int in [0, {epochs}), got {epoch!r}")
     k = epoch + 1
@@ -333,9 +337,10 @@ def build_from_config(
     ``epoch_lr_fn(epoch)`` on every param group before each epoch.
 
     BayesBiNN optimises every parameter of the model, as both released codes do: with
-    ``batch_affine`` the BatchNorm gains and biases become +-1 variables too (spec P-A5). STE runs
+    ``batch_affine`` the BatchNorm gains and biases become +-1 variables too. STE runs
     Adam on everything, clamps the latent binary weights to +-weight_clip_value and clips every
-    gradient to +-grad_clip_value when set (the seed's choice); BatchNorm parameters are not clamped.
+    gradient to +-grad_clip_value when set (the reproduction's choice); BatchNorm parameters are not
+    clamped.
     ``generator`` feeds BayesBiNN's noise.
     """
     from bnnlib.layers import is_binary
@@ -456,9 +461,9 @@ def to_run_config(
     device: str = "auto",
     profile: str | None = None,
 ):  # noqa: ANN201 - returns bnnlib.experiment.config.RunConfig (imported lazily)
-    """The same run as a :class:`bnnlib.experiment.config.RunConfig`, so a seed-002 file goes through the
-    one trainer, the run-record cache and the sweeps like every other recipe. ``dataset``
-    replaces the file's (e.g. the offline ``cifar10-jpeg`` for ``cifar10``)."""
+    """The same run as a :class:`bnnlib.experiment.config.RunConfig`, so a JSON run file goes
+    through the one trainer, the run-record cache and the sweeps like every other recipe.
+    ``dataset`` replaces the file's (e.g. the offline ``cifar10-jpeg`` for ``cifar10``)."""
     from bnnlib.experiment.config import RunConfig
 
     name = dataset or cfg.dataset

@@ -235,9 +235,9 @@ def run_configs(
 def run_and_load(
     configs: list[dict[str, Any]], results_dir: str | Path, *, workers: int = 1
 ) -> list[Any]:
-    """What a chapter needs: run ``configs`` (recorded ones are loaded, not re-run) and return
-    their run records in the order of ``configs``. Any failure stops the page with the first
-    error, so a chart never silently lacks a run."""
+    """What a caller that needs every record of a list of configs uses: run ``configs`` (recorded
+    ones are loaded, not re-run) and return their run records in the order of ``configs``. Any
+    failure raises with the first error, so a result never silently lacks a run."""
     from bnnlib.experiment.config import RunConfig
     from bnnlib.experiment.records import load_records
 

@@ -1,12 +1,13 @@
 """Continual learning on permuted MNIST: one network learns a sequence of pixel-permuted tasks.
 
-BayesBiNN's continual-learning experiment (spec A.4; the reference ``main_permute_mnist_CL.py``):
-each task is the same classification problem with a fixed random permutation of the pixels (task 1
-is permuted as well, as in the reference). One model and one optimizer carry over from task to task.
-Before task t >= 2 the prior becomes the posterior at the end of task t - 1 ("with prior"), or stays
-at lambda_prior = 0 ("without prior"); lambda, the momentum and the step count carry on, and the
-learning-rate schedule restarts over the task's epochs. After each task the C-sample mean prediction
-is tested on every task seen so far, which is what shows forgetting.
+BayesBiNN's continual-learning experiment (Meng, Bachmann & Khan, 2020; the reference
+``main_permute_mnist_CL.py``): each task is the same classification problem with a fixed random
+permutation of the pixels (task 1 is permuted as well, as in the reference). One model and one
+optimizer carry over from task to task. Before task t >= 2 the prior becomes the posterior at the
+end of task t - 1 ("with prior"), or stays at lambda_prior = 0 ("without prior"); lambda, the
+momentum and the step count carry on, and the learning-rate schedule restarts over the task's
+epochs. After each task the C-sample mean prediction is tested on every task seen so far, which is
+what shows forgetting.
 """
 
 from __future__ import annotations
@@ -222,8 +223,9 @@ def train_continual(
 
 
 def start_task(trainer: Trainer, task: int, use_prior: bool) -> None:
-    """The task boundary (spec A.4): with the prior, lambda_prior := lambda of the previous task;
-    the learning-rate schedule restarts at its first step. Nothing else is reset."""
+    """The task boundary of BayesBiNN's continual learning: with the prior, lambda_prior := lambda
+    of the previous task; the learning-rate schedule restarts at its first step. Nothing else is
+    reset."""
     if task >= 2 and use_prior:
         for opt in _prior_optimizers(trainer.optimizer):
             opt.set_prior_from_current()

@@ -1,4 +1,5 @@
-"""Denoising auto-encoders of the reproducibility study (seed 000, spec 2c): binary and real.
+"""Denoising auto-encoders of the reproducibility study of Bop (Nayak et al.,
+nancy-nayak/rethinking-bnn): binary and real.
 
 Both map a noisy 32x32 image in [-1, 1] to its clean version in [-1, 1] (tanh output), through a
 4x4x8 code: three 3x3 "same" convs with 2x2 max-pools, then three 3x3 "same" transposed convs with
@@ -26,7 +27,7 @@ def binaryae(
     norm_layer: str = "BatchNormalization",
     in_channels: int = 3,
 ) -> nn.Sequential:
-    """Binary denoising AE ``binaryae`` (spec 2c table).
+    """Binary denoising AE ``binaryae`` (the reproducibility study's ``binary_ae.py``).
 
     Binary kernels: all seven layers (enc1..enc3 convs 32-16-8, dec1..dec3 transposed convs
     8-16-32 times ``width``, dec4 transposed conv to ``in_channels``). Inputs quantised with
@@ -80,7 +81,8 @@ def autoencoder(
     norm_layer: str = "BatchNormalization",
     in_channels: int = 3,
 ) -> nn.Sequential:
-    """Real-valued denoising AE ``autoencoder`` (spec 2c), the AE+Adam baseline.
+    """Real-valued denoising AE ``autoencoder`` of the reproducibility study, the AE+Adam
+    baseline.
 
     No binary layers: ``weight_mode`` exists so every model takes the same arguments, and only
     "real" is accepted. Every conv has a bias and applies ReLU *before* its ``norm_layer``

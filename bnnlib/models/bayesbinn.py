@@ -1,16 +1,17 @@
-"""The networks of the BayesBiNN paper and its reproduction (seed 002, spec A.4 and A.8).
+"""The networks of the BayesBiNN paper (Meng, Bachmann & Khan, 2020) and its reproduction (Garg &
+Singhal).
 
 Binary weights, real activations (no input quantizer), bias-free conv/linear layers, each followed
 by a PyTorch BatchNorm without learnable parameters unless ``batch_affine`` (the paper's setting is
-off: BayesBiNN would treat gains and biases as +-1 variables too, spec P-A5). Layer order follows the
-released code, not the paper's tables (spec A.8 [DIFF]): conv (-> max-pool) -> BN -> ReLU.
+off: BayesBiNN would treat gains and biases as +-1 variables too). Layer order follows the
+released code, not the paper's Tables 5 and 8: conv (-> max-pool) -> BN -> ReLU.
 
 ``weight_mode`` picks the training method with one architecture:
 
 - ``"binary"``: BayesBiNN; the optimizer writes relaxed/sampled weights into the layers.
 - ``"latent"``: the STE baseline; latent reals through the identity straight-through sign (no
-  |w| <= 1 gating, spec A.5), initialised as the official STE models: linear U(-a, a) with
-  a = sqrt(1.5 / (fan_in + fan_out)), conv PyTorch's default.
+  |w| <= 1 gating, as in the official code), initialised as the official STE models: linear
+  U(-a, a) with a = sqrt(1.5 / (fan_in + fan_out)), conv PyTorch's default.
 - ``"real"``: the full-precision baseline with PyTorch's default initialisation.
 """
 
@@ -105,7 +106,7 @@ def mlp_binaryconnect(
     bn_momentum: float = 0.15,
     bn_eps: float = 1e-4,
 ) -> nn.Sequential:
-    """BayesBiNN's MNIST MLP "MLPBinaryConnect" (spec A.8; seed 002 "BinaryConnect").
+    """BayesBiNN's MNIST MLP "MLPBinaryConnect" (the reproduction's "BinaryConnect").
 
     Binary: fc1..fc4 = 784-2048-2048-2048-num_classes (hidden widths times ``width``),
     10,014,720 weights at full width. Dropout ``drop_prob`` on the input and after each hidden
@@ -126,8 +127,9 @@ def mlp_cl_h100(
     bn_momentum: float = 0.15,
     bn_eps: float = 1e-4,
 ) -> nn.Sequential:
-    """The continual-learning MLP of permuted MNIST (spec A.4; reference ``MLP_CL_h100``, seed 002
-    ``SimpleBinaryConnect``): 784-100-100-num_classes binary, BN after each layer, no dropout."""
+    """The continual-learning MLP of permuted MNIST (reference ``MLP_CL_h100``, the
+    reproduction's ``SimpleBinaryConnect``): 784-100-100-num_classes binary, BN after each layer, no
+    dropout."""
     hidden = scaled_width(100, width)
     widths = [in_features, hidden, hidden, num_classes]
     return _mlp(widths, 0.0, weight_mode, batch_affine, bn_momentum, bn_eps)
@@ -184,7 +186,7 @@ def vgg_binaryconnect(
     bn_momentum: float = 0.2,
     bn_eps: float = 1e-5,
 ) -> nn.Sequential:
-    """BayesBiNN's CIFAR VGG "VGGBinaryConnect" (spec A.8) for 32x32 inputs.
+    """BayesBiNN's CIFAR VGG "VGGBinaryConnect" for 32x32 inputs.
 
     Binary: conv1..conv6 3x3 (128-128-256-256-512-512 channels times ``width``), max-pool after
     conv2/4/6 *before* their BN; fc7..fc9 = 8192-1024-1024-num_classes (times ``width``).
@@ -219,7 +221,7 @@ def lrnet_small(
     bn_momentum: float = 0.2,
     bn_eps: float = 1e-5,
 ) -> nn.Sequential:
-    """The LR-net comparison CNN for 28x28 MNIST (spec A.8, seed 002 ``LRNetSmall``).
+    """The LR-net comparison CNN for 28x28 MNIST (the reproduction's ``LRNetSmall``).
 
     Binary: conv1 5x5 32, conv2 5x5 64 (each -> max-pool -> BN -> ReLU), fc3 3136-512, fc4
     512-num_classes (times ``width``). Conv BNs ``bn_momentum``; FC BNs PyTorch's defaults.
@@ -253,10 +255,10 @@ def lrnet_big(
     bn_momentum: float = 0.2,
     bn_eps: float = 1e-5,
 ) -> nn.Sequential:
-    """The LR-net comparison CNN for 32x32 CIFAR-10 (seed 002 ``LRNetBig``).
+    """The LR-net comparison CNN for 32x32 CIFAR-10 (the reproduction's ``LRNetBig``).
 
-    The VGGBinaryConnect trunk, but with seed 002's order conv -> BN -> max-pool -> ReLU, then
-    fc7 8192-1024 and fc8 1024-num_classes (times ``width``), each followed by a default BN1d.
+    The VGGBinaryConnect trunk, but with the reproduction's order conv -> BN -> max-pool -> ReLU,
+    then fc7 8192-1024 and fc8 1024-num_classes (times ``width``), each followed by a default BN1d.
     """
     c = [scaled_width(n, width) for n in (128, 128, 256, 256, 512, 512)]
     layers: OrderedDict[str, nn.Module] = OrderedDict()

@@ -1,15 +1,16 @@
-"""BinaryNet ("BVGG") for CIFAR-10, in the three variants the seeds train with Bop.
+"""BinaryNet ("BVGG") for CIFAR-10, in the three variants the papers' released code trains with Bop.
 
 One layer list, three normalisation/bias recipes:
 
-- ``binarynet_batch``: plumerai / Bop2ndOrder BinaryNet (spec 1c, 3c): BN(scale=False), no biases.
-- ``binarynet``: Bop2ndOrder's LayerNorm version (seed 001, spec 3c): Keras LayerNormalization()
-  with gamma and beta after every layer, no biases.
-- ``binaryvgg``: the reproducibility study's model (seed 000, spec 2a): BN or LN with scale=False,
-  biases on layers 2..9.
+- ``binarynet_batch``: the BinaryNet of Bop's code (plumerai/rethinking-bnn-optimization) and of
+  Bop2ndOrder's (CuauSuarez/Bop2ndOrder): BN(scale=False), no biases.
+- ``binarynet``: Bop2ndOrder's LayerNorm version (Suarez-Ramirez et al., 2021): Keras
+  LayerNormalization() with gamma and beta after every layer, no biases.
+- ``binaryvgg``: the model of the reproducibility study of Bop (nancy-nayak/rethinking-bnn): BN or
+  LN with scale=False, biases on layers 2..9.
 
 All nine weight layers are binary, the first and the last included (larq's name-based predicate
-claims every Quant-layer kernel, spec 1f.3); only the first layer's input stays real. Keras
+claims every Quant-layer kernel, up to larq 0.8); only the first layer's input stays real. Keras
 flattens NHWC and PyTorch NCHW, so the dense weights are a permutation of Keras's: irrelevant when
 training from scratch.
 """
@@ -42,7 +43,8 @@ def _binary_vgg(
     in_channels: int,
     image_size: int,
 ) -> nn.Sequential:
-    """The shared layer list of spec 1c; ``bias`` applies to layers 2..9 (the first never has one)."""
+    """The shared layer list of Bop's BinaryNet (plumerai code); ``bias`` applies to layers 2..9
+    (the first never has one)."""
     f = scaled_width(128, width)
     dense = scaled_width(1024, width)
     channels = [in_channels, f, f, 2 * f, 2 * f, 4 * f, 4 * f]
@@ -59,7 +61,7 @@ def _binary_vgg(
             weight_mode=weight_mode,
         )
         if i % 2 == 0:
-            layers[f"pool{i // 2}"] = nn.MaxPool2d(2)  # the norm follows the pool (spec 1f.9)
+            layers[f"pool{i // 2}"] = nn.MaxPool2d(2)  # the norm follows the pool, as in Keras
         layers[f"norm{i}"] = make_norm(norm, channels[i], scale=scale)
     layers["flatten"] = nn.Flatten()
     features = [4 * f * _flattened_side(image_size) ** 2, dense, dense, num_classes]
@@ -79,11 +81,13 @@ def binarynet_batch(
     in_channels: int = 3,
     image_size: int = 32,
 ) -> nn.Sequential:
-    """BinaryNet with Keras BN(scale=False, momentum 0.99, eps 1e-3) (spec 1c, 3c ``binarynet_batch``).
+    """BinaryNet with Keras BN(scale=False, momentum 0.99, eps 1e-3), Bop's and Bop2ndOrder's
+    ``binarynet_batch``.
 
     Binary: conv1..conv6 (128-128-256-256-512-512 filters times ``width``) and fc7..fc9
     (1024-1024-num_classes), all without bias. Real: the image fed to conv1, the norms' beta.
-    Returns logits (the final norm's output): the seeds' softmax lives in the cross-entropy loss.
+    Returns logits (the final norm's output): the released code's softmax lives in the
+    cross-entropy loss.
     """
     return _binary_vgg(
         "batch", False, False, num_classes, weight_mode, width, in_channels, image_size
@@ -98,7 +102,8 @@ def binarynet(
     in_channels: int = 3,
     image_size: int = 32,
 ) -> nn.Sequential:
-    """Bop2ndOrder's BinaryNet with Keras LayerNormalization() (seed 001, spec 3c ``binarynet``).
+    """Bop2ndOrder's BinaryNet with Keras LayerNormalization() (Suarez-Ramirez et al.,
+    2021, ``binarynet``).
 
     Same binary layers as :func:`binarynet_batch`; every norm, the last included, is a per-position
     channel LayerNorm with learned gamma and beta (Keras defaults, eps 1e-3). Returns logits.
@@ -117,7 +122,7 @@ def binaryvgg(
     in_channels: int = 3,
     image_size: int = 32,
 ) -> nn.Sequential:
-    """The reproducibility study's BinaryNet (seed 000, spec 2a ``binaryvgg``).
+    """The BinaryNet of the reproducibility study of Bop (Nayak et al.), its ``binaryvgg``.
 
     Same binary layers as :func:`binarynet_batch`, but conv2..fc9 carry a (real) bias, as larq's
     default ``use_bias=True`` gives, and the norm is ``norm_layer`` ("BatchNormalization" or

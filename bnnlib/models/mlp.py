@@ -1,6 +1,6 @@
 """Fully binary MLP for MNIST: the CPU-sized model on which Bop runs at full data size.
 
-Designed here (no seed fixes it): BinaryNet-style binary weights *and* binary activations with a
+Designed here (no paper fixes it): BinaryNet-style binary weights *and* binary activations with a
 Keras BN after every layer, so that a one-epoch Bop run on full MNIST is a real test of the
 optimizer on a 2-core machine. Measured: 784-2048-2048-10, Bop tau 1e-8 / gamma 1e-4 (or
 1e-6 / 1e-3), Adam 0.01 for the norms, batch 100, inputs x/127.5-1: 95-96 % test accuracy after

@@ -1,4 +1,4 @@
-"""Model registry: name -> factory, so configs, the CLI and notebooks build models by name.
+"""Model registry: name -> factory, so configs, the CLI and user code build models by name.
 
 A factory is a plain function returning an ``nn.Module``; ``@register_model`` records it under its
 function name (or an explicit ``name``). Model modules register themselves when

@@ -1,10 +1,11 @@
 """BayesBiNN: the Bayesian learning rule for a mean-field Bernoulli posterior over +-1 weights.
 
-Meng, Bachmann & Khan (ICML 2020), with the semantics of the authors' released optimizer (spec
-A.3). The posterior over each weight is Bernoulli with natural parameter ``lamda``
-(P(w=+1) = sigmoid(2 lamda)) and mean ``mu = tanh(lamda)``. One step draws relaxed weights
-``w = tanh((lamda + delta) / temperature)`` with logistic noise ``delta``, writes them into the model,
-lets the closure compute the loss gradient at ``w``, and moves ``lamda`` along the natural gradient::
+Meng, Bachmann & Khan (ICML 2020), with the semantics of the authors' released optimizer
+(team-approx-bayes/BayesBiNN, ``optimizers/BayesBiNN.py``). The posterior over each weight is
+Bernoulli with natural parameter ``lamda`` (P(w=+1) = sigmoid(2 lamda)) and mean
+``mu = tanh(lamda)``. One step draws relaxed weights ``w = tanh((lamda + delta) / temperature)``
+with logistic noise ``delta``, writes them into the model, lets the closure compute the loss
+gradient at ``w``, and moves ``lamda`` along the natural gradient::
 
     g_hat = N / S * sum_k (1 - w_k^2 + 1e-10) / temperature / (1 - mu^2 + 1e-10) * grad_k
     m     = beta * m + (1 - beta) * (g_hat + reweight * (lamda - lamda_prior))
@@ -14,7 +15,9 @@ Every tensor is kept as one flat vector over all parameters (the reference does 
 is a fixed number of whole-vector in-place kernels whatever the number of layers. The parameters are
 re-pointed at slices of the flat weight vector, so writing the relaxed weights is a single kernel.
 The arithmetic follows the reference's order of operations in the parameters' dtype, which is what
-makes float32 saturate at temperature 1e-10 exactly as the paper's runs did (spec P-A2).
+makes float32 saturate at temperature 1e-10 exactly as the paper's runs did: in float32
+tanh(+-10) is exactly +-1, so the scale s is 1e10, lamda grows so large that the noise no longer
+flips any weight, and the update behaves like a deterministic sign rule.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ import torch
 
 STATE_KEY = "bayesbinn"
 _STATE_TENSORS = ("lamda", "mu", "momentum", "prior_lamda")
-_EPS = 1e-10  # the reference's constant in the scale s (spec A.3)
+_EPS = 1e-10  # the reference's constant in the scale s
 EVAL_KINDS = ("mode", "mean")
 
 
 class BayesBiNN(torch.optim.Optimizer):
-    """BayesBiNN optimizer over binary weights (spec A.3, reference-implementation semantics).
+    """BayesBiNN optimizer over binary weights (Meng et al., 2020), as the authors' code does it.
 
     Args:
         params: the binary weights (one parameter group); the optimizer owns their values.
@@ -44,7 +47,8 @@ class BayesBiNN(torch.optim.Optimizer):
         lamda_init, lamda_std: lamda starts at +-(lamda_init + sqrt(lamda_std) z), random sign.
         reweight: rho, the weight of the KL term.
         prior_lamda: flat prior natural parameters (continual learning); None means 0.
-        stale_mu: True keeps the reference's mu = tanh(lamda before the update) (spec P-A1);
+        stale_mu: True keeps the reference's mu = tanh(lamda before the update), so the
+            scale s lags one step behind the sampling;
             False uses the paper's mu = tanh(lamda after the update).
         generator: source of all training noise (lamda's signs, the logistic noise); must live on
             the parameters' device. None uses torch's global generator.
@@ -147,7 +151,7 @@ class BayesBiNN(torch.optim.Optimizer):
         return self.state[STATE_KEY]["prior_lamda"]
 
     def set_prior_from_current(self) -> None:
-        """Make the current posterior the prior of the next task (continual learning, spec A.4).
+        """Make the current posterior the prior of the next task (Meng et al.'s continual learning).
 
         lamda itself is kept, as are the momentum and the step count, as the reference does."""
         self.prior_lamda.copy_(self.lamda)
@@ -235,7 +239,7 @@ class BayesBiNN(torch.optim.Optimizer):
             torch.sub(self._one, den, out=den).add_(_EPS)
             for k in range(samples):
                 u = self._fill_uniform(buf)
-                torch.logit(u, out=u)  # = log(u / (1 - u)); u = 0 gives -inf, i.e. w = -1 (P-A8)
+                torch.logit(u, out=u)  # = log(u / (1 - u)); u = 0 gives -inf, so w = -1, not NaN
                 torch.add(lamda, u, alpha=0.5, out=u).div_(tau)
                 torch.tanh(u, out=w)
                 losses.append(self._run_closure(closure))
@@ -276,7 +280,7 @@ class BayesBiNN(torch.optim.Optimizer):
     def eval_weight_samples(
         self, kind: str = "mode", num: int = 1, generator: torch.Generator | None = None
     ) -> Iterator[None]:
-        """Write evaluation weights into the model, one network per iteration (spec A.3).
+        """Write evaluation weights into the model, one network per iteration.
 
         ``"mode"``: one network with sign(mu), sign(0) := -1 as the reference (``num`` ignored).
         ``"mean"``: ``num`` networks with w = 2b - 1, b ~ Bernoulli(sigmoid(2 lamda)), drawn from

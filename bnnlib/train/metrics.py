@@ -10,7 +10,7 @@ from torch import nn
 from bnnlib.layers import binary_parameters
 
 # The reproducibility study's Keras metric uses "max pixel" 1 on data in [-1, 1]; the conventional
-# PSNR for that range uses the peak-to-peak value 2, which adds 20*log10(2) ~ 6.02 dB (spec §2c).
+# PSNR for that range uses the peak-to-peak value 2, which adds 20*log10(2) ~ 6.02 dB.
 PEAK2_OFFSET_DB = 20 * math.log10(2.0)
 
 
@@ -25,7 +25,7 @@ def topk_correct(
 
 
 def psnr_peak1(mse: torch.Tensor) -> torch.Tensor:
-    """10*log10(1/MSE): the seed's convention (max pixel 1 on [-1, 1] data)."""
+    """10*log10(1/MSE): the reproducibility study's convention (max pixel 1 on [-1, 1] data)."""
     return -10.0 * torch.log10(mse)
 
 

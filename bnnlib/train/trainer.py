@@ -251,7 +251,8 @@ class Trainer:
             res[f"{prefix}_acc"] = (c1 / seen).item()
             res[f"{prefix}_top5"] = (c5 / seen).item()
         else:
-            # Per-batch PSNR averaged over batches (weighted by size), as the seed's Keras metric.
+            # Per-batch PSNR averaged over batches (weighted by size), as the reproducibility
+            # study's Keras metric.
             p1 = (psnr_sum / seen).item()
             res |= {f"{prefix}_psnr_peak1": p1, f"{prefix}_psnr_peak2": p1 + PEAK2_OFFSET_DB}
             n1 = (noisy_sum / seen).item()
