@@ -55,6 +55,7 @@ from bnnlib.experiment.runfile import cosine_epoch_lr
 from bnnlib.experiment.sweep import run_and_load
 from bnnlib.methods.continual import run_continual
 from bnnlib_book import charts as report
+from bnnlib_book.bayesbinn import claims as bayesbinn_claims
 from bnnlib_book.bayesbinn import design as study
 from bnnlib_book.bayesbinn import frames
 from bnnlib_book.papers import reported
@@ -229,11 +230,11 @@ def comparison(family_records: list, family: str) -> pd.DataFrame:
     summary = frames.seed_summary(family_records)
     rows = []
     for method, stats in summary.iterrows():
-        mean, std = study.paper_entries(family, method)
+        mean, std = bayesbinn_claims.paper_entries(family, method)
         paper = f"{mean.shown} +- {std.shown}" if mean.value is not None else mean.shown
         run = next(r for r in family_records if study.method_of(r) == method)
         row = report.comparison_row(
-            f"{study.PAPER_DATASETS[family]}, {method}",
+            f"{bayesbinn_claims.PAPER_DATASETS[family]}, {method}",
             run,
             "test_acc",
             paper,

@@ -20,7 +20,6 @@ from typing import Any
 
 from bnnlib.experiment.records import RunRecord
 from bnnlib.experiment.runfile import BayesBiNNConfig, load_bayesbinn_config, to_run_config
-from bnnlib_book.papers import Reported, reported
 
 RUN_FILES = Path(__file__).resolve().parent / "runfiles"
 # method label -> hparams set of its runs
@@ -31,8 +30,6 @@ CLASSIFICATION_FILES = {
     "cifar100": {"BayesBiNN": "cifar100_bayesbinn.json", "STE": "cifar100_ste.json"},
 }
 CONTINUAL_FILE = "permuted_mnist_cl_bayesbinn.json"
-PAPER_DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-PAPER_METHODS = {"BayesBiNN": "BayesBiNN (mode)", "STE": "STE Adam"}
 
 
 @dataclass(frozen=True)
@@ -157,15 +154,3 @@ def method_of_set(hparams_set: str) -> str:
 def method_of(record: RunRecord) -> str:
     """The method label ("BayesBiNN" or "STE") of a run record."""
     return method_of_set(record.config["hparams_set"])
-
-
-def paper_entries(family: str, method: str) -> tuple[Reported, Reported]:
-    """The paper's (mean, population std) test accuracy for ``family`` and ``method``."""
-    if family not in PAPER_DATASETS or method not in PAPER_METHODS:
-        raise ValueError(
-            f"no paper numbers for ({family!r}, {method!r}); families: "
-            f"{', '.join(PAPER_DATASETS)}; methods: {', '.join(PAPER_METHODS)}"
-        )
-    setting = f"{PAPER_DATASETS[family]}, {PAPER_METHODS[method]}, 500 epochs"
-    found = {e.metric: e for e in reported("bayesbinn") if e.setting == setting}
-    return found["test accuracy"], found["test accuracy std"]

@@ -14,6 +14,7 @@ from bnnlib.data import DatasetNotFoundError, check_dataset
 from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.records import RunRecord
 from bnnlib.experiment.runs import dry_run
+from bnnlib_book.bayesbinn import claims as bayesbinn_claims
 from bnnlib_book.bayesbinn import design as study
 from bnnlib_book.bayesbinn import frames
 from bnnlib_book.params import load_params
@@ -145,7 +146,7 @@ def test_seed_summary_uses_the_population_std_of_the_paper() -> None:
     assert summary.loc["BayesBiNN", "mean"] == pytest.approx(98.856)
     assert round(summary.loc["BayesBiNN", "std"], 2) == 0.05
     assert summary.loc["STE", "std"] == 0.0
-    mean, std = study.paper_entries("mnist", "BayesBiNN")
+    mean, std = bayesbinn_claims.paper_entries("mnist", "BayesBiNN")
     assert (mean.value, std.value) == (98.86, 0.05)
     assert frames.curves_frame(records)["method"].value_counts().to_dict() == {
         "BayesBiNN": 10,
@@ -174,7 +175,7 @@ def test_designs_reject_unknown_choices() -> None:
     with pytest.raises(ValueError, match="at least one seed"):
         study.classification_configs("mnist", scale, [])
     with pytest.raises(ValueError, match="no paper numbers"):
-        study.paper_entries("mnist", "Bop")
+        bayesbinn_claims.paper_entries("mnist", "Bop")
     with pytest.raises(ValueError, match="hparams set 'bop'"):
         study.method_of_set("bop")
     with pytest.raises(ValueError, match="no run records"):
