@@ -68,6 +68,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.grading import verdict_frame
+from bnnlib_book.runs import configs, labels_by_key
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -93,24 +94,24 @@ first_updates = 5
 report.use_renderer(interactive)
 scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed, profile)
 point = {"threshold": threshold, "gamma": gamma, "sigma": sigma}
-configs = study.variant_configs(scale, point, extras=extras)
+runs = study.variant_runs(scale, point, extras=extras)
 axes = {k: report.format_value for k in study.AXES}
 pd.DataFrame(
     [
         {
-            **study.describe(c),
-            "model": c["model"],
-            "hparams set": c["hparams_set"],
-            **{k: c["hparams"].get(k) for k in study.AXES},
+            **run.label,
+            "model": run.config["model"],
+            "hparams set": run.config["hparams_set"],
+            **{k: run.config["hparams"].get(k) for k in study.AXES},
         }
-        for c in configs
+        for run in runs
     ]
 ).style.format(axes, na_rep="set default")
 
 # %%
-records = run_and_load(configs, results_dir, workers=workers)
-labels = study.run_labels(records)
-frame = frames.label_frame(records_frame(records), records)
+records = run_and_load(configs(runs), results_dir, workers=workers)
+labels = labels_by_key(runs)
+frame = frames.label_frame(records_frame(records), runs)
 
 # %%
 first = records[0]
@@ -191,8 +192,8 @@ report.curves_chart(
 # 2x2 configuration.
 
 # %%
-core = study.variant_configs(scale, point)
-traces = pd.concat([frames.first_update_flips(c, steps=first_updates) for c in core])
+core = study.variant_runs(scale, point)
+traces = pd.concat([frames.first_update_flips(run, steps=first_updates) for run in core])
 traces["run"] = traces["norm"] + ", " + traces["variant"]
 traces.pivot(index="step", columns="run", values="flipped").style.format("{:.2%}")
 
@@ -227,7 +228,7 @@ report.curves_chart(
 )
 
 # %%
-layers = frames.layer_flip_frame(records)
+layers = frames.layer_flip_frame(records, runs)
 report.curves_chart(
     layers,
     y="flip_ratio",
@@ -300,7 +301,7 @@ if eq_label is not None and "biased" in pivot.columns:
 # unless it is a property of the update rule itself.
 
 # %%
-verdict_frame(bop2_claims.variants_claims(records, profile, traces))
+verdict_frame(bop2_claims.variants_verdicts(records, runs, traces))
 
 # %% [markdown]
 # **Not comparable with the paper.** The offline CIFAR-10 is JPEG re-encoded (the label

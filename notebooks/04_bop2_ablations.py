@@ -62,6 +62,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.grading import verdict_frame
+from bnnlib_book.runs import configs, labels_by_key
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -95,11 +96,11 @@ grid_scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed
 sched_scale = study.Scale(
     dataset, width, scheduler_epochs, train_subset, test_subset, seed, profile
 )
-grid_configs = study.ablation_configs(grid_scale, grids, point)
-sched_configs = study.scheduler_configs(sched_scale, epochs_decay, decay, point)
-loaded = run_and_load(grid_configs + sched_configs, results_dir, workers=workers)
-grid_records = list({r.key: r for r in loaded[: len(grid_configs)]}.values())
-sched_records = loaded[len(grid_configs) :]
+grid_runs = study.ablation_runs(grid_scale, grids, point)
+sched_runs = study.scheduler_runs(sched_scale, epochs_decay, decay, point)
+loaded = run_and_load(configs(grid_runs + sched_runs), results_dir, workers=workers)
+grid_records = list({r.key: r for r in loaded[: len(grid_runs)]}.values())
+sched_records = loaded[len(grid_runs) :]
 
 # %%
 first = grid_records[0]
@@ -149,7 +150,7 @@ display(
 # point) and shows the test accuracy per epoch. The slider starts in the middle of its grid.
 
 # %%
-frame = frames.label_frame(records_frame(grid_records), grid_records)
+frame = frames.label_frame(records_frame(grid_records), grid_runs)
 
 
 def on_axis(df: pd.DataFrame, axis: str) -> pd.DataFrame:
@@ -234,7 +235,7 @@ spread.style.format({"min": "{:.2%}", "max": "{:.2%}", "range (points)": "{:.1f}
 # every decay rate 1.
 
 # %%
-sched = frames.label_frame(records_frame(sched_records), sched_records)
+sched = frames.label_frame(records_frame(sched_records), sched_runs)
 sched["run"] = sched["variant"] + ", " + sched["schedule"]
 report.curves_chart(sched, y="test_acc", color="run", title="Test accuracy with and without decay")
 
@@ -252,7 +253,7 @@ report.curves_chart(
 # (log scale); the drop-down chooses the run.
 
 # %%
-hp = frames.hparam_frame(sched_records)
+hp = frames.hparam_frame(sched_records, sched_runs)
 hp["run"] = hp["variant"] + ", " + hp["schedule"]
 report.curves_chart(
     hp,
@@ -265,8 +266,9 @@ report.curves_chart(
 
 # %%
 rows = []
+sched_labels = labels_by_key(sched_runs)
 for rec in sched_records:
-    lab = study.describe(rec.config)
+    lab = sched_labels[rec.key]
     entry = study.reported_entry(f"CIFAR-10 BinaryNet (BN), {rec.config['hparams_set']}")
     decayed = lab["schedule"] != "constant (decay 1.0)"
     rows.append(
@@ -284,7 +286,7 @@ report.comparison_table(rows).style.format({"ours": "{:.1%}"})
 # ## Claims of this chapter
 
 # %%
-verdict_frame(bop2_claims.ablations_claims(grid_records + sched_records, profile))
+verdict_frame(bop2_claims.ablations_verdicts(grid_records + sched_records, grid_runs, sched_runs))
 
 # %% [markdown]
 # **Not comparable with the paper.** Our grid is our choice (the paper's is not transcribed),

@@ -59,6 +59,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.grading import verdict_frame
+from bnnlib_book.runs import configs
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"device: {device}")
@@ -102,9 +103,9 @@ display(recipe.map(report.format_value))
 
 # %%
 scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed, profile)
-configs = study.cifar_recipe_configs(scale)
-records = run_and_load(configs, results_dir, workers=workers)
-frame = frames.label_frame(records_frame(records), records)
+runs = study.cifar_recipe_runs(scale)
+records = run_and_load(configs(runs), results_dir, workers=workers)
+frame = frames.label_frame(records_frame(records), runs)
 
 # %%
 first = records[0]
@@ -156,7 +157,7 @@ report.curves_chart(
 # $\sigma$ rises over five decades while $\gamma$ falls over three.
 
 # %%
-hp = frames.hparam_frame(records)
+hp = frames.hparam_frame(records, runs)
 report.curves_chart(
     hp,
     y="value",
@@ -223,7 +224,7 @@ report.curves_chart(
 # ## Claims of this chapter
 
 # %%
-verdict_frame(bop2_claims.cifar_claims(records, profile))
+verdict_frame(bop2_claims.cifar_verdicts(records, runs))
 
 # %% [markdown]
 # **Not comparable with the paper.** The offline CIFAR-10 is JPEG re-encoded; the run uses a

@@ -17,9 +17,10 @@ from bnnlib_book.bop2.design import (
     CIFAR10_TRAIN,
     SETS_CIFAR,
     VARIANTS,
-    describe,
+    ablations_page_runs,
+    cifar_page_runs,
     reported_entry,
-    run_labels,
+    variants_page_runs,
 )
 from bnnlib_book.bop2.frames import first_update_flips
 from bnnlib_book.grading import (
@@ -34,6 +35,7 @@ from bnnlib_book.grading import (
     paper_scale,
     percent,
 )
+from bnnlib_book.runs import LabelledRun, labels_by_key, select
 
 SEED = "001"
 
@@ -104,11 +106,6 @@ def imagenet_claims() -> tuple[Claim, ...]:
     )
 
 
-def _select(records: Sequence[RunRecord], **wanted: str) -> list[RunRecord]:
-    labels = run_labels(records)
-    return [r for r in records if all(labels[r.key][k] == v for k, v in wanted.items())]
-
-
 def _all_at_paper_scale(records: Sequence[RunRecord], epochs: int) -> bool:
     return bool(records) and all(paper_scale(r, "cifar10", epochs, CIFAR10_TRAIN) for r in records)
 
@@ -116,12 +113,6 @@ def _all_at_paper_scale(records: Sequence[RunRecord], epochs: int) -> bool:
 def _mean_test_accuracy(record: RunRecord) -> float:
     """Area under the test-accuracy curve per epoch: higher for a run that gets there sooner."""
     return sum(h["test_acc"] for h in record.history) / len(record.history)
-
-
-def replay_config(record: RunRecord) -> dict[str, Any]:
-    """The RunConfig dict of a recorded run (the record holds the resolved config)."""
-    keys = ("model", "dataset", "hparams_set", "hparams", "model_kwargs", "preprocess_fn", "seed")
-    return {k: record.config[k] for k in keys} | {"profile": record.config.get("profile")}
 
 
 def mass_flip_verdict(traces: Any) -> Verdict:
@@ -141,14 +132,18 @@ def mass_flip_verdict(traces: Any) -> Verdict:
     )
 
 
-def faster_verdict(bop: RunRecord, bop2: Sequence[RunRecord], at_paper_scale: bool) -> Verdict:
+def faster_verdict(
+    bop: RunRecord,
+    bop2: Sequence[RunRecord],
+    at_paper_scale: bool,
+    runs: Sequence[LabelledRun],
+) -> Verdict:
     """Judge :data:`CLAIM_FASTER`: mean test accuracy over the epochs (the area under the curve),
-    Bop2ndOrder's BatchNorm runs against Bop's at the same scale."""
+    Bop2ndOrder's BatchNorm runs against Bop's at the same scale (labels from ``runs``)."""
+    labels = labels_by_key(runs)
     reference = _mean_test_accuracy(bop)
     wins = [r for r in bop2 if _mean_test_accuracy(r) > reference]
-    parts = ", ".join(
-        f"{describe(r.config)['variant']} {percent(_mean_test_accuracy(r))}" for r in bop2
-    )
+    parts = ", ".join(f"{labels[r.key]['variant']} {percent(_mean_test_accuracy(r))}" for r in bop2)
     evidence = (
         f"mean test accuracy over {len(bop.history)} epochs: Bop {percent(reference)}, "
         f"Bop2ndOrder {parts} ({bop.label})"
@@ -178,38 +173,57 @@ def _unjudged(claim: Claim, records: Sequence[RunRecord], epochs: int) -> Verdic
     return Verdict(claim, NO_PAPER_VALUE, _scale_note(records))
 
 
-def variants_claims(
-    records: list[RunRecord], params: Mapping[str, Any], traces: Any | None = None
+def variants_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
+    """Claims of chapter 03 on the records of the runs its ``params`` design (the summary's
+    grader)."""
+    return variants_verdicts(records, variants_page_runs(params))
+
+
+def variants_verdicts(
+    records: Sequence[RunRecord], runs: Sequence[LabelledRun], traces: Any | None = None
 ) -> list[Verdict]:
-    """Claims of chapter 03. The mass flip is judged from ``traces`` (:func:`first_update_flips`
-    frames) or, when None, by replaying the first update of the recorded BatchNorm runs (a few
-    seconds): the per-epoch records cannot show a single step."""
-    core = [r for v in VARIANTS for r in _select(records, variant=v)]
+    """Claims of chapter 03 on the records of ``runs``. The mass flip is judged from ``traces``
+    (:func:`first_update_flips` frames) or, when None, by replaying the first update of the
+    recorded BatchNorm runs (a few seconds): the per-epoch records cannot show a single step."""
+    core = [r for v in VARIANTS for r in select(records, runs, variant=v)]
     complete = len(core) == 2 * len(VARIANTS)
     verdicts = [_unjudged(CLAIM_2X2, core if complete else [], PAPER_EPOCHS["5.1.1"])]
-    batch = [r for v in VARIANTS for r in _select(records, norm="BatchNorm", variant=v)]
+    batch = [r for v in VARIANTS for r in select(records, runs, norm="BatchNorm", variant=v)]
     if traces is None and batch:
         import pandas as pd
 
-        traces = pd.concat([first_update_flips(replay_config(r), steps=1) for r in batch])
+        recorded = {r.key for r in batch}
+        traces = pd.concat(
+            [first_update_flips(run, steps=1) for run in runs if run.key in recorded]
+        )
     if traces is None:
         verdicts.extend(not_run([CLAIM_MASS_FLIP], "no BatchNorm run recorded"))
     else:
         verdicts.append(mass_flip_verdict(traces))
-    bop = _select(records, variant="Bop")
+    bop = select(records, runs, variant="Bop")
     if bop and len(batch) == len(VARIANTS):
         full = _all_at_paper_scale([*bop, *batch], PAPER_EPOCHS["5.1.1"])
-        verdicts.append(faster_verdict(bop[0], batch, full))
+        verdicts.append(faster_verdict(bop[0], batch, full, runs))
     else:
         verdicts.extend(not_run([CLAIM_FASTER], "no Bop run beside both BatchNorm variants"))
     return verdicts
 
 
 def ablations_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
+    """Claims of chapter 04 on the records of the runs its ``params`` design (the summary's
+    grader)."""
+    return ablations_verdicts(records, *ablations_page_runs(params))
+
+
+def ablations_verdicts(
+    records: Sequence[RunRecord],
+    grid_runs: Sequence[LabelledRun],
+    sched_runs: Sequence[LabelledRun],
+) -> list[Verdict]:
     """Claims of chapter 04: the grid and the schedulers (paper values not transcribed), and the
     abstract's robustness claim, which needs a matched Bop grid this book does not run."""
-    grid = [r for r in records if "threshold_decay" not in r.config["hparams"]]
-    scheduled = [r for r in records if "threshold_decay" in r.config["hparams"]]
+    grid = select(records, grid_runs)
+    scheduled = select(records, sched_runs)
     robust_evidence = "no matched Bop grid at this profile"
     if grid:
         robust_evidence = f"Bop2ndOrder grid only: {_scale_note(grid)}; " + robust_evidence
@@ -221,11 +235,17 @@ def ablations_claims(records: list[RunRecord], params: Mapping[str, Any]) -> lis
 
 
 def cifar_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
+    """Claims of chapter 05 on the records of the runs its ``params`` design (the summary's
+    grader)."""
+    return cifar_verdicts(records, cifar_page_runs(params))
+
+
+def cifar_verdicts(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> list[Verdict]:
     """Claims of chapter 05: the README's CIFAR-10 accuracies of the two recipes."""
     verdicts = []
     for variant in VARIANTS:
-        runs = [r for r in records if r.config["hparams_set"] == SETS_CIFAR[variant]]
-        record = runs[0] if runs else None
+        ran = select(records, runs, variant=variant)
+        record = ran[0] if ran else None
         full = record is not None and _all_at_paper_scale([record], PAPER_EPOCHS["CIFAR"])
         entry = reported_entry(f"CIFAR-10 BinaryNet (BN), {SETS_CIFAR[variant]}")
         verdicts.append(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bnnlib.experiment.config import RunConfig
-from bnnlib.experiment.records import RunRecord
+from bnnlib_book.runs import LabelledRun
 
 MODELS = {"BatchNorm": "binarynet_batch", "LayerNorm": "binarynet"}
 NORMS = {model: norm for norm, model in MODELS.items()}
@@ -110,145 +110,136 @@ def equivalent_unbiased_threshold(threshold: float, gamma: float, sigma: float) 
     return threshold * math.sqrt(sigma) / gamma
 
 
-def variant_configs(
+def _run(config: dict[str, Any], variant: str) -> LabelledRun:
+    """``config`` labelled with its norm (from its model), ``variant`` (which the design knows)
+    and its schedule (from its resolved hparams set: exponential decay, polynomial or constant)."""
+    hp = RunConfig.from_dict(config).resolve().to_dict()["hparams"]
+    rate = hp.get("threshold_decay")
+    if rate is None:
+        schedule = "polynomial" if "threshold_end" in hp else "constant"
+    elif rate == 1.0:
+        schedule = "constant (decay 1.0)"
+    else:
+        schedule = f"x{rate:g} every {hp['epochs_decay']:g} epochs"
+    label = {"norm": NORMS[config["model"]], "variant": variant, "schedule": schedule}
+    return LabelledRun(label, config)
+
+
+def variant_runs(
     scale: Scale,
     point: Mapping[str, float] = README_POINT,
     norms: Sequence[str] = tuple(MODELS),
     extras: Sequence[str] = (),
-) -> list[dict[str, Any]]:
+) -> list[LabelledRun]:
     """Section 5.1.1: biased and unbiased Bop2ndOrder with BatchNorm and LayerNorm at ``point``.
 
     ``extras`` add BatchNorm runs that explain the comparison: ``adam_bias_correction`` (the
     biased set with Adam's correction, not in the authors' code), ``equivalent_threshold`` (the
-    unbiased set at the threshold equivalent to the biased run) and ``bop`` (the seed's ``bop``
-    set, tau 1e-6 and gamma 1e-3, for the abstract's comparison with Bop).
+    unbiased set at the threshold equivalent to the biased run, labelled with that threshold so
+    it never passes for the unbiased run of the 2x2 study) and ``bop`` (the ``bop`` set, tau 1e-6
+    and gamma 1e-3, for the abstract's comparison with Bop).
     """
     _check_choices("norm", norms, tuple(MODELS))
     _check_choices("extra", extras, EXTRAS)
     p = _point(point)
-    configs = [
-        scale.config(MODELS[norm], SETS_5_1_1[variant], **p)
+    runs = [
+        _run(scale.config(MODELS[norm], SETS_5_1_1[variant], **p), variant)
         for norm in norms
         for variant in VARIANTS
     ]
     batch = MODELS["BatchNorm"]
     if "adam_bias_correction" in extras:
-        configs.append(scale.config(batch, SETS_5_1_1["biased"], adam_bias_correction=True, **p))
+        config = scale.config(batch, SETS_5_1_1["biased"], adam_bias_correction=True, **p)
+        runs.append(_run(config, "biased, Adam-corrected"))
     if "equivalent_threshold" in extras:
         tau = equivalent_unbiased_threshold(p["threshold"], p["gamma"], p["sigma"])
-        configs.append(scale.config(batch, SETS_5_1_1["unbiased"], **(p | {"threshold": tau})))
+        config = scale.config(batch, SETS_5_1_1["unbiased"], **(p | {"threshold": tau}))
+        runs.append(_run(config, f"unbiased, tau = {tau:.3g}"))
     if "bop" in extras:
-        configs.append(scale.config(batch, "bop"))
-    return configs
+        runs.append(_run(scale.config(batch, "bop"), "Bop"))
+    return runs
 
 
-def ablation_configs(
+def ablation_runs(
     scale: Scale,
     grids: Mapping[str, Sequence[float]],
     point: Mapping[str, float] = README_POINT,
     variant: str = "unbiased",
-) -> list[dict[str, Any]]:
+) -> list[LabelledRun]:
     """Sections 5.1.2-5.1.3: one axis at a time, each of tau, gamma, sigma over its grid with the
     other two at ``point`` (BatchNorm, the README's ablation command). The base point is one run."""
     _check_choices("variant", [variant], VARIANTS)
     _check_choices("axis", grids, AXES)
     p = _point(point)
-    configs = [scale.config(MODELS["BatchNorm"], SETS_5_1_1[variant], **p)]
+    model, hparams_set = MODELS["BatchNorm"], SETS_5_1_1[variant]
+    runs = [_run(scale.config(model, hparams_set, **p), variant)]
     for axis, values in grids.items():
         for value in values:
             if not math.isclose(float(value), p[axis], rel_tol=1e-12):
-                configs.append(
-                    scale.config(
-                        MODELS["BatchNorm"], SETS_5_1_1[variant], **(p | {axis: float(value)})
-                    )
-                )
-    return configs
+                config = scale.config(model, hparams_set, **(p | {axis: float(value)}))
+                runs.append(_run(config, variant))
+    return runs
 
 
-def scheduler_configs(
+def scheduler_runs(
     scale: Scale,
     epochs_decay: float,
     decay: float = 0.1,
     point: Mapping[str, float] = README_POINT,
     variants: Sequence[str] = VARIANTS,
-) -> list[dict[str, Any]]:
+) -> list[LabelledRun]:
     """Section 5.1.4: ``*_testExp`` (tau, gamma, sigma and the Adam learning rate times ``decay``
     every ``epochs_decay`` epochs) and, per variant, the same set with every decay rate 1.0: the
     constant-hyper-parameter baseline with the same batch size, epochs and initial values."""
     _check_choices("variant", variants, VARIANTS)
     p = _point(point)
-    configs = []
+    runs = []
     for variant in variants:
         for rate in (decay, 1.0):
             rates = {f"{k}_decay": rate for k in (*AXES, "lr")}
-            configs.append(
-                scale.config(
-                    MODELS["BatchNorm"],
-                    SETS_TEST_EXP[variant],
-                    epochs_decay=epochs_decay,
-                    **p,
-                    **rates,
-                )
+            config = scale.config(
+                MODELS["BatchNorm"],
+                SETS_TEST_EXP[variant],
+                epochs_decay=epochs_decay,
+                **p,
+                **rates,
             )
-    return configs
+            runs.append(_run(config, variant))
+    return runs
 
 
-def cifar_recipe_configs(scale: Scale, variants: Sequence[str] = VARIANTS) -> list[dict[str, Any]]:
+def cifar_recipe_runs(scale: Scale, variants: Sequence[str] = VARIANTS) -> list[LabelledRun]:
     """Section 5.2: ``bop2ndOrder_CIFAR`` and ``bop2ndOrder_unbiased_CIFAR`` as the sets define
     them; their polynomial schedules span the run's own epochs (``poly_epochs`` = epochs)."""
     _check_choices("variant", variants, VARIANTS)
-    return [scale.config(MODELS["BatchNorm"], SETS_CIFAR[v]) for v in variants]
+    return [_run(scale.config(MODELS["BatchNorm"], SETS_CIFAR[v]), v) for v in variants]
 
 
-def describe(config: Mapping[str, Any]) -> dict[str, str]:
-    """Chart labels of a run config: its norm, its variant (biased, unbiased, Adam-corrected,
-    Bop) and, for 5.1.4, its schedule (exponential decay or constant). Takes a RunConfig dict
-    (resolved here) or a record's resolved config."""
-    if "optimizer" not in config["hparams"]:
-        config = RunConfig.from_dict(dict(config)).resolve().to_dict()
-    hp = config["hparams"]
-    if hp.get("optimizer") == "bop":
-        variant = "Bop"
-    elif hp.get("adam_bias_correction"):
-        variant = "biased, Adam-corrected"
-    else:
-        variant = "unbiased" if hp.get("unbiased") else "biased"
-    rate = hp.get("threshold_decay")
-    if rate is None:
-        schedule = "polynomial" if "threshold_end" in hp else "constant"
-    else:
-        schedule = (
-            "constant (decay 1.0)"
-            if rate == 1.0
-            else f"x{rate:g} every {hp['epochs_decay']:g} epochs"
-        )
-    return {
-        "norm": NORMS.get(config["model"], config["model"]),
-        "variant": variant,
-        "schedule": schedule,
+def _point_of(params: Mapping[str, Any]) -> dict[str, float]:
+    return {k: params[k] for k in AXES}
+
+
+def variants_page_runs(params: Mapping[str, Any]) -> list[LabelledRun]:
+    """The runs of the 5.1.1 page from its parameters (what its claims are graded on)."""
+    return variant_runs(Scale.from_params(params), _point_of(params), extras=params["extras"])
+
+
+def ablations_page_runs(params: Mapping[str, Any]) -> tuple[list[LabelledRun], list[LabelledRun]]:
+    """The grid runs and the scheduler runs of the 5.1.2-5.1.4 page from its parameters."""
+    grids = {
+        "threshold": params["thresholds"],
+        "gamma": params["gammas"],
+        "sigma": params["sigmas"],
     }
+    grid = ablation_runs(Scale.from_params(params), grids, _point_of(params))
+    sched_scale = Scale.from_params(params, epochs_key="scheduler_epochs")
+    sched = scheduler_runs(sched_scale, params["epochs_decay"], params["decay"], _point_of(params))
+    return grid, sched
 
 
-def run_labels(records: Sequence[RunRecord]) -> dict[str, dict[str, str]]:
-    """:func:`describe` of every record by key, with one refinement: an unbiased 5.1.1 run whose
-    threshold differs from the biased run of the same norm (the ``equivalent_threshold`` extra)
-    is labelled with its threshold, so it never passes for the unbiased run of the 2x2 study."""
-    labels = {r.key: describe(r.config) for r in records}
-    reference = {
-        labels[r.key]["norm"]: r.config["hparams"]["threshold"]
-        for r in records
-        if r.config["hparams_set"] == SETS_5_1_1["biased"] and labels[r.key]["variant"] == "biased"
-    }
-    for r in records:
-        threshold = r.config["hparams"].get("threshold")
-        ref = reference.get(labels[r.key]["norm"])
-        if (
-            r.config["hparams_set"] == SETS_5_1_1["unbiased"]
-            and ref is not None
-            and not math.isclose(threshold, ref, rel_tol=1e-9)
-        ):
-            labels[r.key]["variant"] = f"unbiased, tau = {threshold:.3g}"
-    return labels
+def cifar_page_runs(params: Mapping[str, Any]) -> list[LabelledRun]:
+    """The runs of the 5.2 page from its parameters."""
+    return cifar_recipe_runs(Scale.from_params(params))
 
 
 def reported_entry(setting_start: str) -> Any:

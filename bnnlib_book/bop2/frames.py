@@ -4,29 +4,31 @@ hyper-parameter traces per epoch, the first updates replayed, and the variants' 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from bnnlib.experiment.records import RunRecord
-from bnnlib_book.bop2.design import describe, run_labels
+from bnnlib_book.runs import LabelledRun, labels_by_key
 
 
-def label_frame(frame: Any, records: Sequence[RunRecord]) -> Any:
-    """``frame`` (from :func:`bnnlib.experiment.records.records_frame`) with the :func:`run_labels` columns
-    and a ``run`` column naming each run by its norm and variant."""
-    labels = run_labels(records)
-    out = frame.copy()
+def label_frame(frame: Any, runs: Sequence[LabelledRun]) -> Any:
+    """``frame`` (one row per record or epoch, with a ``key`` column) joined by key with the labels
+    of ``runs`` (norm, variant, schedule), and a ``run`` column naming each run by its norm and
+    variant. Rows of records that are not in ``runs`` are dropped."""
+    labels = labels_by_key(runs)
+    out = frame[frame["key"].isin(labels)].copy()
     for column in ("norm", "variant", "schedule"):
         out[column] = out["key"].map(lambda k, c=column: labels[k][c])
     out["run"] = out["norm"] + ", " + out["variant"]
     return out
 
 
-def layer_flip_frame(records: Sequence[RunRecord]) -> Any:
-    """Per-layer flip ratio per epoch: one row per (run, epoch, layer), with :func:`run_labels`."""
+def layer_flip_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> Any:
+    """Per-layer flip ratio per epoch: one row per (run, epoch, layer), with the labels of the
+    record's run in ``runs``."""
     import pandas as pd
 
-    labels = run_labels(records)
+    labels = labels_by_key(runs)
     rows = [
         {
             "key": rec.key,
@@ -36,18 +38,20 @@ def layer_flip_frame(records: Sequence[RunRecord]) -> Any:
             "flip_ratio": ratio,
         }
         for rec in records
+        if rec.key in labels
         for h in rec.history
         for layer, ratio in h.get("flip_ratio", {}).items()
     ]
     return pd.DataFrame(rows)
 
 
-def hparam_frame(records: Sequence[RunRecord]) -> Any:
+def hparam_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> Any:
     """The hyper-parameter values the optimizer held after each epoch (what the next step uses):
-    one row per (run, epoch, hyper-parameter), from the records' ``history[*]["hparams"]``."""
+    one row per (run, epoch, hyper-parameter), from the records' ``history[*]["hparams"]``, with
+    the labels of the record's run in ``runs``."""
     import pandas as pd
 
-    labels = run_labels(records)
+    labels = labels_by_key(runs)
     rows = [
         {
             "key": rec.key,
@@ -57,18 +61,20 @@ def hparam_frame(records: Sequence[RunRecord]) -> Any:
             "value": value,
         }
         for rec in records
+        if rec.key in labels
         for h in rec.history
         for name, value in h.get("hparams", {}).items()
     ]
     return pd.DataFrame(rows)
 
 
-def first_update_flips(config: Mapping[str, Any], steps: int = 5) -> Any:
-    """Fraction of the binary weights that each of the first ``steps`` updates of ``config``
-    flips, and the fraction of weights that are exactly +-1 before the first update.
+def first_update_flips(run: LabelledRun, steps: int = 5) -> Any:
+    """Fraction of the binary weights that each of the first ``steps`` updates of ``run`` flips
+    (one row per step, with the run's labels), and the fraction of weights that are exactly +-1
+    before the first update.
 
     bnnlib binarises the weights when the model is built, so the first update already sees +-1
-    weights; larq starts from real glorot weights and only binarises on its first step (spec 3a).
+    weights; larq starts from real glorot weights and only binarises on its first step.
     """
     import pandas as pd
 
@@ -77,7 +83,8 @@ def first_update_flips(config: Mapping[str, Any], steps: int = 5) -> Any:
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps!r}")
-    prepared = prepare(dict(config), progress=False)
+    config = dict(run.config)
+    prepared = prepare(config, progress=False)
     trainer = prepared.trainer
     flippers = [
         opt
@@ -100,7 +107,7 @@ def first_update_flips(config: Mapping[str, Any], steps: int = 5) -> Any:
         counts = [(p.numel(), n) for opt in flippers for p, n in opt.flip_counts()]
         flipped = sum(n for _, n in counts) / sum(size for size, _ in counts)
         rows.append({"step": step, "flipped": flipped, "binary_before_first_update": before})
-    return pd.DataFrame(rows).assign(**describe(config))
+    return pd.DataFrame(rows).assign(**run.label)
 
 
 def _endless(loader: Any) -> Any:

@@ -39,6 +39,7 @@ from bnnlib_book.grading import (
 )
 from bnnlib_book.params import load_params
 from bnnlib_book.runner import chapter_params, notebook_parameters
+from bnnlib_book.runs import LabelledRun, configs, labels_by_key
 from tests.conftest import needs_cifar_png
 
 VARIANTS_NB, ABLATIONS_NB, CIFAR_NB = (
@@ -60,16 +61,11 @@ def profile_params(notebook: str, profile: str) -> dict[str, Any]:
 def chapter_configs(profile: str) -> dict[str, list[dict[str, Any]]]:
     """The configs each notebook builds from its parameters (the calls of its run cell)."""
     p = profile_params(VARIANTS_NB, profile)
-    point = {k: p[k] for k in study.AXES}
-    variants = study.variant_configs(study.Scale.from_params(p), point, extras=p["extras"])
+    variants = configs(study.variants_page_runs(p))
     p = profile_params(ABLATIONS_NB, profile)
-    point = {k: p[k] for k in study.AXES}
-    grids = {"threshold": p["thresholds"], "gamma": p["gammas"], "sigma": p["sigmas"]}
-    grid = study.ablation_configs(study.Scale.from_params(p), grids, point)
-    sched = study.scheduler_configs(
-        study.Scale.from_params(p, "scheduler_epochs"), p["epochs_decay"], p["decay"], point
-    )
-    cifar = study.cifar_recipe_configs(study.Scale.from_params(profile_params(CIFAR_NB, profile)))
+    grid_runs, sched_runs = study.ablations_page_runs(p)
+    grid, sched = configs(grid_runs), configs(sched_runs)
+    cifar = configs(study.cifar_page_runs(profile_params(CIFAR_NB, profile)))
     return {"variants": variants, "grid": grid, "schedulers": sched, "cifar": cifar}
 
 
@@ -253,13 +249,13 @@ def test_score_scale_agrees_at_step_one_only() -> None:
 def test_designs_reject_unknown_choices() -> None:
     scale = study.Scale("cifar10-jpeg", 0.125, 1, 200, 100)
     with pytest.raises(ValueError, match="unknown extra 'adam'.*bop"):
-        study.variant_configs(scale, extras=["adam"])
+        study.variant_runs(scale, extras=["adam"])
     with pytest.raises(ValueError, match="unknown axis 'lr'"):
-        study.ablation_configs(scale, {"lr": [1e-3]})
+        study.ablation_runs(scale, {"lr": [1e-3]})
     with pytest.raises(ValueError, match="missing \\['sigma'\\]"):
-        study.ablation_configs(scale, {"gamma": [1e-3]}, {"threshold": 1e-6, "gamma": 1e-7})
+        study.ablation_runs(scale, {"gamma": [1e-3]}, {"threshold": 1e-6, "gamma": 1e-7})
     with pytest.raises(ValueError, match="unknown variant 'adam'"):
-        study.cifar_recipe_configs(scale, ["adam"])
+        study.cifar_recipe_runs(scale, ["adam"])
 
 
 def fake_record(
@@ -288,22 +284,33 @@ def fake_record(
 
 def test_run_labels_keep_the_equivalent_threshold_run_apart() -> None:
     scale = study.Scale("cifar10-jpeg", 0.125, 2, 200, 100, profile="smoke")
-    records = [
-        fake_record(c, [0.1, 0.2])
-        for c in study.variant_configs(scale, extras=["equivalent_threshold", "bop"])
-    ]
-    labels = study.run_labels(records)
+    runs = study.variant_runs(scale, extras=["equivalent_threshold", "bop"])
+    labels = labels_by_key(runs)
+    assert len(labels) == len(runs) == 6
     variants = sorted(v["variant"] for v in labels.values())
     assert variants == ["Bop", "biased", "biased", "unbiased", "unbiased", "unbiased, tau = 0.316"]
+    assert {v["norm"] for v in labels.values()} == {"BatchNorm", "LayerNorm"}
+    records = [fake_record(dict(r.config), [0.1, 0.2]) for r in runs]
+    assert [r.key for r in records] == [r.key for r in runs]
+    frame = frames.label_frame(pd.DataFrame({"key": [r.key for r in records] + ["other"]}), runs)
+    assert frame["run"].tolist()[:2] == ["BatchNorm, biased", "BatchNorm, unbiased"]
+    assert "other" not in set(frame["key"])  # a record of no designed run is not labelled
+
+
+def test_labels_of_one_key_must_agree() -> None:
+    scale = study.Scale("cifar10-jpeg", 0.125, 2, 200, 100)
+    run = study.variant_runs(scale, norms=["BatchNorm"])[0]
+    with pytest.raises(ValueError, match="two labels"):
+        labels_by_key([run, LabelledRun({**run.label, "variant": "other"}, run.config)])
 
 
 def test_variants_claims_grade_bop_against_both_batchnorm_runs() -> None:
     scale = study.Scale("cifar10-jpeg", 0.125, 3, 200, 100, profile="smoke")
-    configs = study.variant_configs(scale, extras=["bop"])
+    runs = study.variant_runs(scale, extras=["bop"])
     curves = {"biased": [0.3, 0.4, 0.5], "unbiased": [0.2, 0.2, 0.3], "Bop": [0.25, 0.3, 0.35]}
-    records = [fake_record(c, curves.get(study.describe(c)["variant"], [0.1] * 3)) for c in configs]
+    records = [fake_record(dict(r.config), curves.get(r.label["variant"], [0.1] * 3)) for r in runs]
     traces = pd.DataFrame([{"step": 1, "flipped": 0.5, "norm": "BatchNorm", "variant": "biased"}])
-    verdicts = {v.claim: v for v in bop2_claims.variants_claims(records, "smoke", traces)}
+    verdicts = {v.claim: v for v in bop2_claims.variants_verdicts(records, runs, traces)}
     assert verdicts[bop2_claims.CLAIM_FASTER].status == PARTIALLY  # only the biased run is ahead
     assert verdicts[bop2_claims.CLAIM_2X2].status == NOT_RUN  # reduced scale
     assert verdicts[bop2_claims.CLAIM_MASS_FLIP].status == REPRODUCED  # a property of the rule
@@ -313,7 +320,7 @@ def test_variants_claims_grade_bop_against_both_batchnorm_runs() -> None:
 
 def test_accuracy_compared_only_at_the_paper_scale() -> None:
     claim = Claim("001", "x", "reaches 91.9 %", "README", "91.9 %")
-    config = study.cifar_recipe_configs(study.Scale("cifar10", 1.0, 500))[0]
+    config = dict(study.cifar_recipe_runs(study.Scale("cifar10", 1.0, 500))[0].config)
     record = fake_record(config, [0.912], train_size=50_000)
     assert compare_number(claim, record, "test_acc", 91.9, at_paper_scale=False).status == NOT_RUN
     assert compare_number(claim, None, "test_acc", 91.9, at_paper_scale=True).status == NOT_RUN
@@ -371,8 +378,8 @@ def test_book_verdicts_without_records_reproduce_nothing(tmp_path: Any) -> None:
 @pytest.mark.data
 def test_first_update_flips_about_half_of_the_binarised_weights() -> None:
     scale = study.Scale("cifar10-png-subset", 0.125, 1, 200, 100)
-    for config in study.variant_configs(scale, norms=["BatchNorm"]):
-        trace = frames.first_update_flips(config, steps=3)
+    for run in study.variant_runs(scale, norms=["BatchNorm"]):
+        trace = frames.first_update_flips(run, steps=3)
         assert trace["binary_before_first_update"].tolist() == [1.0, 1.0, 1.0]
         first, later = trace["flipped"].iloc[0], trace["flipped"].iloc[1:]
         assert 0.4 <= first <= 0.6
