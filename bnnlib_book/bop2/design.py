@@ -252,7 +252,7 @@ def run_labels(records: Sequence[RunRecord]) -> dict[str, dict[str, str]]:
 
 
 def label_frame(frame: Any, records: Sequence[RunRecord]) -> Any:
-    """``frame`` (from :func:`bnnlib.experiment.records.records_frame`) with the :func:`run_labels` columns
+    """``frame`` (from :func:`bnnlib_book.frames.records_frame`) with the :func:`run_labels` columns
     and a ``run`` column naming each run by its norm and variant."""
     labels = run_labels(records)
     out = frame.copy()
