@@ -2,7 +2,8 @@
 packages work without the checkout, their package data included.
 
 The sources (the root's files and the two package folders) are copied to a temporary folder and
-the wheel is built there, so the build leaves no ``build/`` or ``*.egg-info`` in the checkout and
+the wheel is built there (``pip wheel --no-build-isolation`` when this interpreter has the build
+backend, see :func:`_can_build_offline`), so the build leaves no ``build/`` or ``*.egg-info`` in the checkout and
 no stale ``build/lib`` leaks into the wheel. The wheel is installed with ``pip install --target``
 and exercised in a subprocess started with ``-I`` (no ``PYTHONPATH``, no working directory on
 ``sys.path``) from an empty folder, with the target folder first on ``sys.path`` and any
@@ -12,8 +13,11 @@ and ``bnnlib_book`` module it loaded lies under the target folder.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +53,21 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
+def _can_build_offline() -> bool:
+    """Whether this interpreter holds the build backend pyproject.toml asks for (setuptools>=68,
+    and wheel unless setuptools ships bdist_wheel itself, from 70.1), so the wheel builds without
+    an index. A fresh ``python3 -m venv`` of Python 3.11 has setuptools 65.5 and no wheel: there
+    pip builds in an isolated environment and fetches the backend from its index."""
+    try:
+        setuptools_version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major_minor = tuple(int(n) for n in re.findall(r"\d+", setuptools_version)[:2])
+    if major_minor < (68, 0):
+        return False
+    return major_minor >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
@@ -61,7 +80,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
+            *(["--no-build-isolation"] if _can_build_offline() else []),
             "--no-cache-dir",
             "--disable-pip-version-check",
             "-q",
