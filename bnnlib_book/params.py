@@ -11,14 +11,13 @@ number belongs. The cell is read with :mod:`ast`, never executed.
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-_NUMBER_STRING = re.compile(r"^[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+from bnnlib.experiment.yamlfile import find_number_strings, is_number_string, number_string_error
 
 
 def parse_parameters(source: str, name: str = "parameters cell") -> dict[str, Any]:
@@ -63,36 +62,11 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _number_string_error(where: str, text: str) -> TypeError:
-    written = yaml.safe_dump(float(text)).splitlines()[0]
-    return TypeError(
-        f"{where}: got the string {text!r} where a number belongs; YAML reads a number without a "
-        f"'.' in its mantissa (like 1e-4) as a string: write it as {written}"
-    )
-
-
-def _is_number_string(value: Any) -> bool:
-    return isinstance(value, str) and bool(_NUMBER_STRING.match(value.strip()))
-
-
-def find_number_strings(value: Any, where: str) -> None:
-    """Raise TypeError at the first string anywhere in ``value`` that is a number YAML did not
-    read as one (``1e-4``): in configs and grids no string field looks like that."""
-    if _is_number_string(value):
-        raise _number_string_error(where, value)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            find_number_strings(item, f"{where}[{key!r}]")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            find_number_strings(item, f"{where}[{i}]")
-
-
 def _check_value(where: str, expected: Any, got: Any) -> None:
     """Raise if ``got`` cannot stand in for the default ``expected`` (recursing into lists and
     dicts); a number written as a YAML string is reported as such wherever a str is not expected."""
-    if _is_number_string(got) and not isinstance(expected, str):
-        raise _number_string_error(where, got)
+    if is_number_string(got) and not isinstance(expected, str):
+        raise number_string_error(where, got)
     if expected is None:
         find_number_strings(got, where)
         return

@@ -55,12 +55,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from bnnlib.experiment.records import records_frame
 from bnnlib.experiment.sweep import run_and_load
 from bnnlib_book import charts as report
 from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
+from bnnlib_book.frames import records_frame
 from bnnlib_book.grading import verdict_frame
 from bnnlib_book.runs import configs, labels_by_key
 

@@ -96,33 +96,6 @@ def _config_value(config: dict[str, Any], key: str) -> Any:
     return config.get("hparams", {}).get(key, config.get("model_kwargs", {}).get(key))
 
 
-def records_frame(records: list[RunRecord]):  # noqa: ANN201 - pandas is an optional dependency
-    """A long pandas frame: one row per (run, epoch), config flattened into columns."""
-    import pandas as pd
-
-    rows = []
-    for rec in records:
-        cfg = {
-            "key": rec.key,
-            "model": rec.config["model"],
-            "dataset": rec.config["dataset"],
-            "hparams_set": rec.config["hparams_set"],
-            "seed": rec.config["seed"],
-            "profile": rec.config.get("profile"),
-            **{f"model_{k}": v for k, v in rec.config.get("model_kwargs", {}).items()},
-            **{k: v for k, v in rec.config["hparams"].items() if not isinstance(v, (dict, list))},
-        }
-        for h in rec.history:
-            row = dict(cfg)
-            for k, v in h.items():
-                if k == "hparams":
-                    row |= {f"current_{hk}": hv for hk, hv in v.items()}
-                elif not isinstance(v, dict):
-                    row[k] = v
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def hardware_description() -> str:
     """CPU model and core count, or the GPU name: the hardware label of a run."""
     import torch

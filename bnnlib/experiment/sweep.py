@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from bnnlib.atomic import write_json
-from bnnlib_book.params import find_number_strings
+from bnnlib.experiment.yamlfile import find_number_strings
 
 GRID_KEYS = ("base", "grid", "results_dir")
 FAILURES = "failures"
