@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bnnlib.experiment import PROFILES
+
 EXIT_USAGE = 2
 
 
@@ -125,9 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="build everything, one batch, write nothing"
     )
     train.add_argument("--force", action="store_true", help="re-train even if the record exists")
-    train.add_argument(
-        "--profile", choices=("smoke", "cpu", "paper"), help="label stored in the record"
-    )
+    train.add_argument("--profile", choices=PROFILES, help="label stored in the record")
 
     test = sub.add_parser("test", help="evaluate a trained run on the test set")
     run_args(test, "the training LOGDIR, its <dataset>/<model> folder, or a record .json")

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bnnlib.experiment import PROFILES
 from bnnlib_book import params as params_files
 from bnnlib_book import runner as notebook_runner
 
-PROFILES = ("smoke", "cpu", "paper")
 BOOK_FILES = ("_config.yml", "_toc.yml")
 PROSE_DIR = "book"
 METADATA_KEY = "bnnlib"

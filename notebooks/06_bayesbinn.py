@@ -255,7 +255,7 @@ curves = frames.curves_frame(mnist)
 report.curves_chart(
     curves,
     y="test_acc",
-    selects={"method": list(study.METHODS)},
+    selects={"method": list(study.METHOD_SETS)},
     color="run",
     title="MNIST test accuracy per epoch",
 )

@@ -170,14 +170,16 @@ SUBPROCESS = textwrap.dedent(
     sys.meta_path[:] = [
         f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
     ]
-    sys.path[:] = [
-        p
-        for p in sys.path
-        if p
-        and "__editable__" not in p
-        and Path(p).resolve() != repo
-        and repo not in Path(p).resolve().parents
-    ]
+    # The checkout's own folders go; the interpreter's (its venv may sit inside the checkout) stay.
+    prefix = Path(sys.prefix).resolve()
+
+    def outside_checkout(entry: str) -> bool:
+        path = Path(entry).resolve()
+        if path == prefix or prefix in path.parents:
+            return True
+        return path != repo and repo not in path.parents
+
+    sys.path[:] = [p for p in sys.path if p and "__editable__" not in p and outside_checkout(p)]
     sys.path.insert(0, str(site))
     assert Path.cwd().resolve() != repo and not any(Path.cwd().iterdir())
 

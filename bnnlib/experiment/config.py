@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bnnlib.experiment import PROFILES
 from bnnlib.experiment.hparams import get_hparams, validate_hparams
 
 # Model kwargs the released code passes through --hparams (the reproducibility study of Bop:
 # norm_layer="BatchNormalization").
 MODEL_HPARAM_KEYS = ("norm_layer", "width")
 DENOISING_MODELS = ("autoencoder", "binaryae")
-PROFILES = ("smoke", "cpu", "paper")
 DEFAULT_PREPROCESS = {
     "mnist": "pm1",
     "autoencoder": "AE",

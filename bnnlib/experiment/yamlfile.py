@@ -1,8 +1,8 @@
 """The YAML float trap, caught: a number that YAML 1.1 read as a string.
 
 YAML 1.1 (PyYAML) reads a number without a ``.`` in its mantissa, such as ``1e-4``, as the string
-``'1e-4'``; ``1.0e-4`` is a float. Grid files (:mod:`bnnlib.experiment.sweep`) and the book's
-params files check their values with :func:`find_number_strings`, so the mistake fails with a
+``'1e-4'``; ``1.0e-4`` is a float. Grid files (:mod:`bnnlib.experiment.sweep`) and any other
+YAML config check their values with :func:`find_number_strings`, so the mistake fails with a
 message that names the key instead of a string reaching an optimizer.
 """
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from bnnlib.experiment.records import RunRecord
-from bnnlib.experiment.runfile import BayesBiNNConfig, load_bayesbinn_config, to_run_config
+from bnnlib.experiment.runfile import METHODS, BayesBiNNConfig, load_bayesbinn_config, to_run_config
 
 RUN_FILES = Path(__file__).resolve().parent / "runfiles"
-# method label -> hparams set of its runs
-METHODS = {"BayesBiNN": "bayesbinn", "STE": "ste"}
+# method label -> hparams set of its runs (the run files' two methods)
+METHOD_SETS = dict(zip(("BayesBiNN", "STE"), METHODS, strict=True))
 CLASSIFICATION_FILES = {
     "mnist": {"BayesBiNN": "mnist_bayesbinn.json", "STE": "mnist_ste.json"},
     "cifar10": {"BayesBiNN": "cifar10_bayesbinn.json", "STE": "cifar10_ste.json"},
@@ -73,7 +73,7 @@ def classification_configs(
     family: str,
     scale: Scale,
     seeds: Sequence[int],
-    methods: Sequence[str] = tuple(METHODS),
+    methods: Sequence[str] = tuple(METHOD_SETS),
     dataset: str | None = None,
 ) -> list[dict[str, Any]]:
     """BayesBiNN and STE on ``family`` ("mnist", "cifar10", "cifar100"), one run per seed."""
@@ -82,8 +82,8 @@ def classification_configs(
             f"unknown family {family!r}; choose from {', '.join(CLASSIFICATION_FILES)}"
         )
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if m not in METHOD_SETS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHOD_SETS)}")
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     files = CLASSIFICATION_FILES[family]
@@ -145,7 +145,7 @@ def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list
 
 def method_of_set(hparams_set: str) -> str:
     """The method label ("BayesBiNN" or "STE") of an hparams set."""
-    by_set = {v: k for k, v in METHODS.items()}
+    by_set = {v: k for k, v in METHOD_SETS.items()}
     if hparams_set not in by_set:
         raise ValueError(f"hparams set {hparams_set!r} is not one of {', '.join(by_set)}")
     return by_set[hparams_set]

@@ -21,7 +21,7 @@ from bnnlib.experiment.hparams import get_hparams
 from bnnlib_book.papers import Reported, reported
 
 PAPER = "rethinking_bnn"
-NORMS = {"BatchNormalization": "BN", "LayerNormalization": "LN"}
+NORM_LABELS = {"BatchNormalization": "BN", "LayerNormalization": "LN"}
 # Design keys the ablation sets per run; the shared ``hparams`` may not override them.
 _PER_RUN_KEYS = ("threshold", "gamma", "norm_layer", "opt_param")
 _COMPARE_KEYS = ("threshold", "gamma", "epochs")
@@ -112,10 +112,10 @@ class AblationDesign:
     def __post_init__(self) -> None:
         _check_hparams("hparams", self.hparams)
         if not self.norms:
-            raise ValueError(f"norms is empty; choose from {', '.join(NORMS)}")
+            raise ValueError(f"norms is empty; choose from {', '.join(NORM_LABELS)}")
         for norm in self.norms:
-            if norm not in NORMS:
-                raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(NORMS)}")
+            if norm not in NORM_LABELS:
+                raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(NORM_LABELS)}")
             if norm not in self.gammas:
                 raise ValueError(f"gammas has no list for norm {norm!r}; keys: {list(self.gammas)}")
             _check_floats(f"gammas[{norm!r}]", self.gammas[norm])
@@ -218,9 +218,9 @@ class DenoisingDesign:
             raise ValueError(
                 f"bop must have exactly the keys gamma, threshold; got {sorted(self.bop)}"
             )
-        if self.norm_layer not in NORMS:
+        if self.norm_layer not in NORM_LABELS:
             raise ValueError(
-                f"unknown norm_layer {self.norm_layer!r}; choose from {', '.join(NORMS)}"
+                f"unknown norm_layer {self.norm_layer!r}; choose from {', '.join(NORM_LABELS)}"
             )
 
     @classmethod

@@ -14,7 +14,7 @@ from bnnlib.experiment.records import RunRecord
 from bnnlib.train.metrics import PEAK2_OFFSET_DB
 from bnnlib_book.bop.design import (
     DENOISERS,
-    NORMS,
+    NORM_LABELS,
     STUDY_COMPARE_EPOCHS,
     STUDY_SCALE,
     AblationDesign,
@@ -58,7 +58,7 @@ def ablation_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             rows.append(
                 {
                     "key": rec.key,
-                    "norm": NORMS.get(kwargs.get("norm_layer", "BatchNormalization")),
+                    "norm": NORM_LABELS.get(kwargs.get("norm_layer", "BatchNormalization")),
                     "threshold": hp["threshold"],
                     "gamma": hp["gamma"],
                     "epochs": hp["epochs"],
@@ -91,7 +91,7 @@ def flip_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
                     rows.append(
                         {
                             "key": rec.key,
-                            "norm": NORMS.get(kwargs.get("norm_layer", "BatchNormalization")),
+                            "norm": NORM_LABELS.get(kwargs.get("norm_layer", "BatchNormalization")),
                             "threshold": hp["threshold"],
                             "gamma": hp["gamma"],
                             "epochs": hp["epochs"],
@@ -130,7 +130,7 @@ class AblationResults:
         """Rows of the gamma sweep (``norm``: "BN", "LN" or None for both) from ``frame``
         (default: the per-epoch frame; :func:`flip_frame` has the same run columns)."""
         f = self._grid(frame)
-        long = {v: k for k, v in NORMS.items()}
+        long = {v: k for k, v in NORM_LABELS.items()}
         in_grid = [
             any(close(g, x) for x in self.design.gammas.get(long.get(n, ""), []))
             for g, n in zip(f["gamma"], f["norm"], strict=True)

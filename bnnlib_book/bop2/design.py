@@ -28,7 +28,7 @@ from bnnlib.experiment.config import RunConfig
 from bnnlib_book.runs import LabelledRun
 
 MODELS = {"BatchNorm": "binarynet_batch", "LayerNorm": "binarynet"}
-NORMS = {model: norm for norm, model in MODELS.items()}
+MODEL_NORMS = {model: norm for norm, model in MODELS.items()}
 VARIANTS = ("biased", "unbiased")
 SETS_5_1_1 = {"biased": "bop2ndOrder", "unbiased": "bop2ndOrder_unbiased"}
 SETS_TEST_EXP = {"biased": "bop2ndOrder_testExp", "unbiased": "bop2ndOrder_unbiased_testExp"}
@@ -121,7 +121,7 @@ def _run(config: dict[str, Any], variant: str) -> LabelledRun:
         schedule = "constant (decay 1.0)"
     else:
         schedule = f"x{rate:g} every {hp['epochs_decay']:g} epochs"
-    label = {"norm": NORMS[config["model"]], "variant": variant, "schedule": schedule}
+    label = {"norm": MODEL_NORMS[config["model"]], "variant": variant, "schedule": schedule}
     return LabelledRun(label, config)
 
 
