@@ -19,6 +19,7 @@ from typing import Any
 from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.hparams import get_hparams
 from bnnlib_book.papers import Reported, reported
+from bnnlib_book.runs import LabelledRun
 
 PAPER = "rethinking_bnn"
 NORM_LABELS = {"BatchNormalization": "BN", "LayerNormalization": "LN"}
@@ -168,26 +169,51 @@ class AblationDesign:
             "profile": self.profile,
         }
 
-    def configs(self) -> list[dict[str, Any]]:
-        """Every distinct run (the sweeps share a point), longest first, so that a worker pool
-        does not end on one long run."""
-        compare = [
-            self.bop_config(
-                norm, self.compare["threshold"], self.compare["gamma"], self.compare["epochs"]
-            )
-            for norm in self.norms
-        ]
-        grid = []
+    def runs(self) -> list[LabelledRun]:
+        """Every distinct run, labelled with its norm and its roles ("comparison", "gamma
+        sweep", "tau sweep", "latent"; a run the sweeps share has several), longest first, so
+        that a worker pool does not end on one long run."""
+        planned: list[tuple[str, dict[str, Any]]] = []
         for norm in self.norms:
-            grid += [
-                self.bop_config(norm, self.gamma_sweep_threshold, g) for g in self.gammas[norm]
+            c = self.compare
+            planned.append(
+                ("comparison", self.bop_config(norm, c["threshold"], c["gamma"], c["epochs"]))
+            )
+        for norm in self.norms:
+            planned += [
+                ("gamma sweep", self.bop_config(norm, self.gamma_sweep_threshold, g))
+                for g in self.gammas[norm]
             ]
-            grid += [self.bop_config(norm, t, self.tau_sweep_gamma) for t in self.thresholds]
+            planned += [
+                ("tau sweep", self.bop_config(norm, t, self.tau_sweep_gamma))
+                for t in self.thresholds
+            ]
         latent = self.latent_config()
-        unique: dict[str, dict[str, Any]] = {}
-        for config in [*compare, *grid, *([latent] if latent else [])]:
-            unique.setdefault(RunConfig.from_dict(config).key(), config)
-        return sorted(unique.values(), key=lambda c: -c["hparams"].get("epochs", self.grid_epochs))
+        if latent:
+            planned.append(("latent", latent))
+        roles: dict[str, list[str]] = {}
+        configs: dict[str, dict[str, Any]] = {}
+        for role, config in planned:
+            key = RunConfig.from_dict(config).key()
+            configs.setdefault(key, config)
+            if role not in roles.setdefault(key, []):
+                roles[key].append(role)
+        runs = [
+            LabelledRun(
+                {"norm": self._norm_label(configs[k]), "roles": ", ".join(sorted(roles[k]))},
+                configs[k],
+            )
+            for k in configs
+        ]
+        return sorted(runs, key=lambda r: -r.config["hparams"].get("epochs", self.grid_epochs))
+
+    def configs(self) -> list[dict[str, Any]]:
+        """The configs of :meth:`runs`, in the same order."""
+        return [dict(r.config) for r in self.runs()]
+
+    @staticmethod
+    def _norm_label(config: Mapping[str, Any]) -> str:
+        return NORM_LABELS.get(config["hparams"].get("norm_layer", ""), "-")
 
 
 # -- the denoising auto-encoders ---------------------------------------------------------------

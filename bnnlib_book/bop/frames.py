@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.records import RunRecord
 from bnnlib.train.metrics import PEAK2_OFFSET_DB
 from bnnlib_book.bop.design import (
@@ -104,11 +105,6 @@ def flip_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _isin(column: pd.Series, values: Iterable[float]) -> pd.Series:
-    values = list(values)
-    return column.map(lambda v: any(close(float(v), w) for w in values)).astype(bool)
-
-
 def at_value(column: pd.Series, value: float) -> pd.Series:
     return column.map(lambda v: close(float(v), value)).astype(bool)
 
@@ -123,45 +119,28 @@ class AblationResults:
 
     def __post_init__(self) -> None:
         self.frame = ablation_frame(self.records)
+        self._roles = {r.key: r.label["roles"].split(", ") for r in self.design.runs()}
+
+    def _role(self, role: str, frame: pd.DataFrame | None) -> pd.DataFrame:
+        """Rows of ``frame`` (default: the per-epoch frame) whose run has ``role`` in the design,
+        joined by run key."""
+        f = self.frame if frame is None else frame
+        return f[f["key"].map(lambda k: role in self._roles.get(k, ())).astype(bool)]
 
     def gamma_sweep(
         self, norm: str | None = None, frame: pd.DataFrame | None = None
     ) -> pd.DataFrame:
         """Rows of the gamma sweep (``norm``: "BN", "LN" or None for both) from ``frame``
         (default: the per-epoch frame; :func:`flip_frame` has the same run columns)."""
-        f = self._grid(frame)
-        long = {v: k for k, v in NORM_LABELS.items()}
-        in_grid = [
-            any(close(g, x) for x in self.design.gammas.get(long.get(n, ""), []))
-            for g, n in zip(f["gamma"], f["norm"], strict=True)
-        ]
-        keep = at_value(f["threshold"], self.design.gamma_sweep_threshold) & pd.Series(
-            in_grid, index=f.index, dtype=bool
-        )
-        return _norm(f[keep], norm)
+        return _norm(self._role("gamma sweep", frame), norm)
 
     def tau_sweep(self, norm: str | None = None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         """Rows of the tau sweep (``norm``: "BN", "LN" or None for both) from ``frame``."""
-        f = self._grid(frame)
-        keep = at_value(f["gamma"], self.design.tau_sweep_gamma) & _isin(
-            f["threshold"], self.design.thresholds
-        )
-        return _norm(f[keep], norm)
+        return _norm(self._role("tau sweep", frame), norm)
 
     def comparison(self, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         """Rows of the longer BatchNorm-versus-LayerNorm runs from ``frame``."""
-        f = self.frame if frame is None else frame
-        c = self.design.compare
-        keep = (
-            (f["epochs"] == c["epochs"])
-            & at_value(f["threshold"], c["threshold"])
-            & at_value(f["gamma"], c["gamma"])
-        )
-        return f[keep]
-
-    def _grid(self, frame: pd.DataFrame | None) -> pd.DataFrame:
-        f = self.frame if frame is None else frame
-        return f[f["epochs"] == self.design.grid_epochs]
+        return self._role("comparison", frame)
 
     @property
     def at_study_scale(self) -> bool:
@@ -182,25 +161,19 @@ class AblationResults:
         )
 
     def grid_record(self, norm: str, threshold: float, gamma: float) -> RunRecord | None:
-        """The record of the grid run at (``norm``, ``threshold``, ``gamma``), if it ran."""
-        f = self._grid(None)
-        hit = f[
-            (f["norm"] == norm) & at_value(f["threshold"], threshold) & at_value(f["gamma"], gamma)
-        ]
-        if not len(hit):
+        """The record of the grid run at (``norm``, ``threshold``, ``gamma``), if the design has
+        that run and it ran."""
+        long = {v: k for k, v in NORM_LABELS.items()}
+        key = RunConfig.from_dict(self.design.bop_config(long[norm], threshold, gamma)).key()
+        grid = {"gamma sweep", "tau sweep"}
+        if not grid & set(self._roles.get(key, ())):
             return None
-        key = hit["key"].iloc[0]
-        return next(r for r in self.records if r.key == key)
+        return next((r for r in self.records if r.key == key), None)
 
     def latent_record(self) -> RunRecord | None:
         """The latent-weight contrast run, if the design has one and it ran."""
-        for rec in self.records:
-            if (
-                rec.config["model"] == self.design.latent_model
-                and rec.config["hparams_set"] == "default"
-            ):
-                return rec
-        return None
+        keys = {k for k, roles in self._roles.items() if "latent" in roles}
+        return next((r for r in self.records if r.key in keys), None)
 
 
 def _norm(frame: pd.DataFrame, norm: str | None) -> pd.DataFrame:

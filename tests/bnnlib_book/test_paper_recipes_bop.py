@@ -165,16 +165,16 @@ def record(
     width: float = 0.125,
     train_size: int = 4000,
 ) -> RunRecord:
-    """A binaryvgg Bop record whose training accuracy (%) per epoch is ``accs``."""
+    """The record of the design's binaryvgg Bop run at (``norm``, ``tau``, ``gamma``) that ran
+    ``len(accs)`` epochs on ``dataset`` at ``width``, with training accuracy (%) per epoch
+    ``accs``; its key is the run key the design gives that run."""
+    config = design(dataset=dataset, hparams={"epochs": len(accs), "width": width}).bop_config(
+        norm, tau, gamma
+    )
+    resolved = RunConfig.from_dict(config).resolve()
     return RunRecord(
-        key=f"{norm}-{tau:g}-{gamma:g}-{len(accs)}-{dataset}",
-        config={
-            "model": "binaryvgg",
-            "dataset": dataset,
-            "hparams_set": "bop",
-            "model_kwargs": {"norm_layer": norm, "width": width, "weight_mode": "binary"},
-            "hparams": {"optimizer": "bop", "threshold": tau, "gamma": gamma, "epochs": len(accs)},
-        },
+        key=resolved.key(),
+        config=resolved.to_dict(),
         history=[
             {"epoch": i + 1, "train_acc": a / 100, "train_loss": 1.0, "test_acc": a / 100}
             for i, a in enumerate(accs)
@@ -220,7 +220,7 @@ def test_high_gamma_plateau_rule() -> None:
     records = [record(BN, 1e-8, 1e-2, fast_flat_80), record(BN, 1e-8, 1e-5, slow)]
     assert status(records, "gamma = 1e-2")[0] == PARTIAL
     short = [record(BN, 1e-8, 1e-2, [38, 40]), record(BN, 1e-8, 1e-5, [10, 15])]
-    assert status(short, "gamma = 1e-2", hparams={"epochs": 2})[0] == NOT_RUN
+    assert status(short, "gamma = 1e-2", hparams={"epochs": 2, "width": 0.125})[0] == NOT_RUN
 
 
 def test_low_gamma_stable_but_slow_rule() -> None:
@@ -270,7 +270,9 @@ def test_reduced_scale_caps_a_holding_rule_at_partially() -> None:
             record(BN, 1e-9, 1e-4, [50.0] * 99 + [60.0], **scale),
         ]
         full = design(
-            hparams={"epochs": 100}, compare={"threshold": 1e-8, "gamma": 1e-5, "epochs": 250}
+            dataset=scale.get("dataset", "cifar10-jpeg"),
+            hparams={"epochs": 100, "width": scale.get("width", 0.125)},
+            compare={"threshold": 1e-8, "gamma": 1e-5, "epochs": 250},
         )
         table = ablation_claims(AblationResults(full, runs)).set_index("claim")
         return table.loc["the best setting is tau = 1e-8, gamma = 1e-5 (BN)"]
@@ -289,9 +291,10 @@ def test_reported_accuracy_is_graded_only_at_the_study_scale() -> None:
     )
     accs = [*[50.0] * 99, paper - 0.5]
     small = record(BN, 1e-8, 1e-5, accs)
-    hundred = {"hparams": {"epochs": 100}}
+    hundred = {"hparams": {"epochs": 100, "width": 0.125}}
     assert status([small], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == NOT_RUN
     full = record(BN, 1e-8, 1e-5, accs, dataset="cifar10", width=1.0, train_size=50_000)
+    hundred = {"dataset": "cifar10", "hparams": {"epochs": 100, "width": 1.0}}
     assert status([full], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == REPRODUCED
     far = record(
         BN, 1e-8, 1e-5, [*[50.0] * 99, paper - 10], dataset="cifar10", width=1.0, train_size=50_000
@@ -380,3 +383,17 @@ def test_paper_numbers_files_load_with_valid_tags() -> None:
         for e in entries:
             assert (e.value is None) == (e.tag == "n/a"), e
     assert Path(REPO_ROOT / "bnnlib_book" / "paper_numbers" / "bop.yaml").is_file()
+
+
+def test_records_join_the_design_by_run_key() -> None:
+    inside = record(BN, 1e-8, 1e-2, RISING)
+    outside = record(BN, 1e-8, 1e-3, RISING)  # gamma 1e-3 is in no sweep of the design
+    results = AblationResults(design(), [inside, outside])
+    assert set(results.gamma_sweep("BN")["key"]) == {inside.key}
+    assert results.tau_sweep().empty and results.comparison().empty
+    assert results.grid_record("BN", 1e-8, 1e-2).key == inside.key
+    assert results.grid_record("BN", 1e-8, 1e-3) is None
+    roles = {
+        r.key: r.label["roles"] for r in design(thresholds=[1e-8], tau_sweep_gamma=1e-2).runs()
+    }
+    assert roles[inside.key] == "gamma sweep, tau sweep"  # the point both sweeps share, run once
