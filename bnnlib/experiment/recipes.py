@@ -17,6 +17,7 @@ from bnnlib.experiment.config import ResolvedConfig
 from bnnlib.layers import is_binary
 from bnnlib.models import create_model
 from bnnlib.optim import (
+    SCHEDULED_KEYS,
     BayesBiNN,
     Bop,
     Bop2ndOrder,
@@ -114,7 +115,7 @@ def _schedules(hp: dict[str, Any], train_samples: int, steps_per_epoch: int = 1)
         return {"lr": PerEpoch(cosine, steps_per_epoch, offset=1)}
     samples = hp["train_samples"] or train_samples
     out: dict[str, Any] = {}
-    for key in ("threshold", "gamma", "sigma", "lr"):
+    for key in SCHEDULED_KEYS:
         if key not in hp:
             continue
         initial = hp[key]

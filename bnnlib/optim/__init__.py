@@ -12,6 +12,8 @@ from .bop2 import Bop2ndOrder
 from .latent import ClippedAdam
 from .router import Router, route
 from .schedules import (
+    RECORDED_KEYS,
+    SCHEDULED_KEYS,
     Constant,
     CosineDecay,
     ExponentialDecay,
@@ -23,6 +25,8 @@ from .schedules import (
 )
 
 __all__ = [
+    "RECORDED_KEYS",
+    "SCHEDULED_KEYS",
     "BayesBiNN",
     "Bop",
     "Bop2ndOrder",

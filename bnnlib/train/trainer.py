@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bnnlib.atomic import save_torch
+from bnnlib.optim.schedules import RECORDED_KEYS
 from bnnlib.train.metrics import (
     PEAK2_OFFSET_DB,
     binary_fraction,
@@ -30,7 +31,6 @@ from bnnlib.train.metrics import (
 )
 
 CHECKPOINT_NAME = "last.pt"
-SCHEDULED_KEYS = ("lr", "threshold", "gamma", "sigma", "temperature")
 
 
 class TrainingDiverged(RuntimeError):
@@ -305,7 +305,7 @@ class Trainer:
         """Scheduled values as they stand now: at the end of an epoch, those the next step uses."""
         out: dict[str, float] = {}
         for group in self.optimizer.param_groups:
-            for key in SCHEDULED_KEYS:
+            for key in RECORDED_KEYS:
                 if key in group and key not in out and isinstance(group[key], (int, float)):
                     out[key] = float(group[key])
         return out

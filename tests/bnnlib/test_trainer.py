@@ -104,3 +104,45 @@ def test_stop_after_epochs_keeps_the_schedule_length(tmp_path: Path) -> None:
         RunConfig(
             model="binary_mlp", dataset="mnist", hparams_set="bop", hparams={"stop_after_epochs": 2}
         ).resolve()
+
+
+class _Batches:
+    """A fixed list of batches with the trainer's loader interface."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+def test_every_scheduled_key_is_recorded_in_the_history() -> None:
+    """A key the recipes may schedule is also recorded: one list (SCHEDULED_KEYS) drives both."""
+    from bnnlib.optim import (
+        RECORDED_KEYS,
+        SCHEDULED_KEYS,
+        ExponentialDecay,
+        HyperparameterScheduler,
+    )
+    from bnnlib.train.trainer import Trainer
+
+    assert set(SCHEDULED_KEYS) <= set(RECORDED_KEYS)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    group = {"params": list(model.parameters()), **{k: 1.0 for k in SCHEDULED_KEYS}}
+    opt = torch.optim.SGD([group], lr=1.0)
+    schedules = {k: ExponentialDecay(1.0 + i, 1, 0.5) for i, k in enumerate(SCHEDULED_KEYS)}
+    sched = HyperparameterScheduler(opt, schedules)
+    loader = _Batches([(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)])
+    trainer = Trainer(model, opt, torch.nn.CrossEntropyLoss(), scheduler=sched, progress=False)
+    history = trainer.fit(loader, 2)
+    for epoch, metrics in enumerate(history, start=1):
+        assert list(metrics["hparams"]) == list(SCHEDULED_KEYS)
+        for key, schedule in schedules.items():
+            assert metrics["hparams"][key] == pytest.approx(schedule(3 * epoch)), key
