@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from bnnlib.optim.registry import list_optimizers
 from bnnlib.optim.schedules import SCHEDULED_KEYS
 
 IMAGENET_TRAIN_SAMPLES = 1_281_167
@@ -62,7 +63,6 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "stop_after_epochs": int,
 }
 
-OPTIMIZERS = ("bop", "bop2ndOrder", "adam", "bayesbinn")
 LR_SCHEDULES = ("keras", "cosine_epoch")
 EVAL_KINDS = ("mode", "mean")
 
@@ -317,9 +317,9 @@ def validate_hparams(hp: dict[str, Any]) -> None:
             raise TypeError(
                 f"hparams {key}={value!r}: expected {names}, got {type(value).__name__}"
             )
-    if hp["optimizer"] not in OPTIMIZERS:
+    if hp["optimizer"] not in list_optimizers():
         raise ValueError(
-            f"hparams optimizer={hp['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}"
+            f"hparams optimizer={hp['optimizer']!r}; choose one of {', '.join(list_optimizers())}"
         )
     _check(hp, "epochs", lambda v: v >= 1, ">= 1")
     _check(

@@ -10,6 +10,7 @@ from .bayesbinn import BayesBiNN
 from .bop import Bop
 from .bop2 import Bop2ndOrder
 from .latent import ClippedAdam
+from .registry import create_optimizer, list_optimizers, register_optimizer
 from .router import Router, route
 from .schedules import (
     RECORDED_KEYS,
@@ -40,5 +41,8 @@ __all__ = [
     "PolynomialDecay",
     "Router",
     "Schedule",
+    "create_optimizer",
+    "list_optimizers",
+    "register_optimizer",
     "route",
 ]
