@@ -10,6 +10,13 @@ from .bayesbinn import BayesBiNN
 from .bop import Bop
 from .bop2 import Bop2ndOrder
 from .latent import ClippedAdam
+from .protocols import (
+    EvaluationNetworks,
+    FlipCounting,
+    SubOptimizers,
+    counts_flips,
+    sub_optimizers,
+)
 from .registry import create_optimizer, list_optimizers, register_optimizer
 from .router import Router, route
 from .schedules import (
@@ -33,6 +40,11 @@ __all__ = [
     "Bop2ndOrder",
     "ClippedAdam",
     "Constant",
+    "EvaluationNetworks",
+    "FlipCounting",
+    "SubOptimizers",
+    "counts_flips",
+    "sub_optimizers",
     "CosineDecay",
     "ExponentialDecay",
     "HyperparameterScheduler",

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bnnlib.atomic import save_torch
+from bnnlib.optim.protocols import EvaluationNetworks, counts_flips, sub_optimizers
 from bnnlib.optim.schedules import RECORDED_KEYS
 from bnnlib.train.metrics import (
     PEAK2_OFFSET_DB,
@@ -293,10 +294,11 @@ class Trainer:
         return {label: found[label] for label in ("best", "median", "worst")}
 
     def _eval_networks(self) -> Iterable[None]:
-        for opt in _optimizers(self.optimizer):
-            fn = getattr(opt, "eval_weight_samples", None)
-            if fn is not None:
-                return fn(self.eval_kind, self.eval_samples, self.eval_generator)
+        for opt in sub_optimizers(self.optimizer):
+            if isinstance(opt, EvaluationNetworks):
+                return opt.eval_weight_samples(
+                    self.eval_kind, self.eval_samples, self.eval_generator
+                )
         return (None,)
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -312,11 +314,10 @@ class Trainer:
 
     def _flip_ratios(self, steps: int) -> dict[str, float]:
         ratios: dict[str, float] = {}
-        for opt in _optimizers(self.optimizer):
-            counts = getattr(opt, "flip_counts", None)
-            if counts is None or not getattr(opt, "track_flips", True):
+        for opt in sub_optimizers(self.optimizer):
+            if not counts_flips(opt):
                 continue
-            for param, count in counts():
+            for param, count in opt.flip_counts():
                 name = self._param_names.get(id(param), "?").removesuffix(".weight")
                 ratios[name] = float(count) / (param.numel() * max(steps, 1))
         return ratios
@@ -345,7 +346,7 @@ class Trainer:
         # BayesBiNN draws its noise from its own generator: resuming must continue that stream.
         state["optimizer_generators"] = [
             g.get_state() if (g := getattr(opt, "generator", None)) is not None else None
-            for opt in _optimizers(self.optimizer)
+            for opt in sub_optimizers(self.optimizer)
         ]
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -361,7 +362,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.eval_generator.set_state(state["eval_generator"].cpu())
         for opt, g_state in zip(
-            _optimizers(self.optimizer), state.get("optimizer_generators", []), strict=False
+            sub_optimizers(self.optimizer), state.get("optimizer_generators", []), strict=False
         ):
             if g_state is not None:
                 opt.generator.set_state(g_state.cpu())
@@ -369,16 +370,10 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def _optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
-    """The optimizer itself, or the optimizers a Router steps."""
-    return list(getattr(optimizer, "optimizers", [optimizer]))
-
-
 def _reset_flips(optimizer: torch.optim.Optimizer) -> None:
-    for opt in _optimizers(optimizer):
-        reset = getattr(opt, "reset_flip_counts", None)
-        if reset is not None:
-            reset()
+    for opt in sub_optimizers(optimizer):
+        if counts_flips(opt):
+            opt.reset_flip_counts()
 
 
 def _weighted_flip_mean(model: nn.Module, flips: dict[str, float], names: dict[int, str]) -> float:
