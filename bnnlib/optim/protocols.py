@@ -12,7 +12,7 @@ A trainer checks ``isinstance(opt, FlipCounting)`` instead of probing method nam
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch.optim import Optimizer
@@ -39,9 +39,10 @@ class FlipCounting(Protocol):
 @runtime_checkable
 class EvaluationNetworks(Protocol):
     def eval_weight_samples(
-        self, kind: str = "mode", num: int = 1, generator: torch.Generator | None = None
+        self, *, generator: torch.Generator | None = None, **options: Any
     ) -> Iterable[None]:
-        """Write evaluation weights into the model, one network per iteration."""
+        """Write evaluation weights into the model, one network per iteration; ``generator`` is
+        the evaluation's own noise, ``options`` the optimizer's choices (BayesBiNN: kind, num)."""
         ...
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,8 +63,8 @@ class Trainer:
         task: str = "classification",
         device: torch.device | str = "cpu",
         scheduler: Any = None,
-        eval_kind: str = "mode",
-        eval_samples: int = 0,
+        # keyword arguments of an EvaluationNetworks optimizer's eval_weight_samples
+        eval_options: Mapping[str, Any] | None = None,
         eval_average: str = "logits",
         seed: int = 0,
         progress: bool | None = None,
@@ -82,8 +82,7 @@ class Trainer:
         self.task = task
         self.device = torch.device(device)
         self.scheduler = scheduler
-        self.eval_kind = eval_kind
-        self.eval_samples = eval_samples
+        self.eval_options = dict(eval_options or {})
         self.eval_average = eval_average
         self.eval_generator = torch.Generator(device=self.device).manual_seed(seed + 7919)
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -296,9 +295,7 @@ class Trainer:
     def _eval_networks(self) -> Iterable[None]:
         for opt in sub_optimizers(self.optimizer):
             if isinstance(opt, EvaluationNetworks):
-                return opt.eval_weight_samples(
-                    self.eval_kind, self.eval_samples, self.eval_generator
-                )
+                return opt.eval_weight_samples(generator=self.eval_generator, **self.eval_options)
         return (None,)
 
     # -- bookkeeping ----------------------------------------------------------------------------
