@@ -120,9 +120,7 @@ def run(
         checkpoint_dir=ckpt_dir,
         on_epoch=on_epoch,
     )
-    extras: dict[str, Any] = {}
-    if cfg.task == "denoising":
-        extras["reconstructions"] = trainer.reconstructions(data.test)
+    extras = trainer.task.run_extras(trainer, data.test)
     save_torch(ckpt_dir / "model.pt", prepared.model.state_dict())
     final = {k: v for k, v in history[-1].items() if k.startswith(("test_", "val_"))}
     record = RunRecord(

@@ -23,13 +23,8 @@ from torch import nn
 from bnnlib.atomic import save_torch
 from bnnlib.optim.protocols import EvaluationNetworks, counts_flips, sub_optimizers
 from bnnlib.optim.schedules import RECORDED_KEYS
-from bnnlib.train.metrics import (
-    PEAK2_OFFSET_DB,
-    binary_fraction,
-    per_image_mse,
-    psnr_peak1,
-    topk_correct,
-)
+from bnnlib.train.metrics import PEAK2_OFFSET_DB, binary_fraction, per_image_mse, psnr_peak1
+from bnnlib.train.tasks import Task, get_task
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -72,14 +67,12 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         nan_check_every: int = 50,
     ) -> None:
-        if task not in ("classification", "denoising"):
-            raise ValueError(f"unknown task {task!r}; choose classification or denoising")
         if eval_average not in ("logits", "probs"):
             raise ValueError(f"eval_average={eval_average!r}; choose logits or probs")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.task = task
+        self.task: Task = get_task(task)
         self.device = torch.device(device)
         self.scheduler = scheduler
         self.eval_options = dict(eval_options or {})
@@ -143,7 +136,7 @@ class Trainer:
         _reset_flips(self.optimizer)
         start = time.perf_counter()
         zero = torch.zeros((), device=self.device)
-        loss_sum, seen, correct1, psnr_sum = zero.clone(), 0, zero.clone(), zero.clone()
+        loss_sum, seen, meter = zero.clone(), 0, self.task.train_meter(zero)
         steps = 0
         bar = _progress(loader, self.progress, f"epoch {epoch}")
         for x, y in bar:
@@ -156,10 +149,7 @@ class Trainer:
             n = y.shape[0]
             seen += n
             loss_sum += loss * n
-            if self.task == "classification":
-                correct1 += topk_correct(outputs[0], y, (1,))[0]
-            else:
-                psnr_sum += psnr_peak1(per_image_mse(outputs[0], y).mean()) * n
+            meter.update(x, outputs[0], y, n)
             if steps % self.nan_check_every == 0:
                 self._check_finite(loss, epoch, steps, ckpt)
         train_loss = loss_sum / max(seen, 1)
@@ -167,12 +157,8 @@ class Trainer:
         metrics: dict[str, Any] = {
             "epoch_time_s": time.perf_counter() - start,
             "train_loss": train_loss.item(),
+            **meter.summary(max(seen, 1), "train"),
         }
-        if self.task == "classification":
-            metrics["train_acc"] = (correct1 / max(seen, 1)).item()
-        else:
-            metrics["train_psnr_peak1"] = (psnr_sum / max(seen, 1)).item()
-            metrics["train_psnr_peak2"] = metrics["train_psnr_peak1"] + PEAK2_OFFSET_DB
         flips = self._flip_ratios(steps)
         if flips:
             metrics["flip_ratio"] = flips
@@ -211,55 +197,24 @@ class Trainer:
         self.model.eval()
         total, passes = None, 0
         for _ in self._eval_networks():
-            out = self.model(x)
-            if self.task == "classification" and self.eval_average == "probs":
-                out = out.softmax(dim=1)
+            out = self.task.network_output(self.model(x), self.eval_average)
             total = out if total is None else total + out
             passes += 1
         assert total is not None
-        total = total / passes
-        if self.task == "classification" and self.eval_average == "probs":
-            total = total.clamp_min(1e-12).log()
-        return total
+        return self.task.averaged_output(total / passes, self.eval_average)
 
     def evaluate(self, loader: Loader, prefix: str = "test") -> dict[str, float]:
         loader.set_epoch(0)
         zero = torch.zeros((), device=self.device)
-        loss_sum, c1, c5, psnr_sum, noisy_sum, seen = (
-            zero.clone(),
-            zero.clone(),
-            zero.clone(),
-            zero.clone(),
-            zero.clone(),
-            0,
-        )
+        loss_sum, seen, meter = zero.clone(), 0, self.task.eval_meter(zero)
         for x, y in loader:
             out = self.predict(x)
             n = y.shape[0]
             seen += n
             loss_sum += self.loss_fn(out, y) * n
-            if self.task == "classification":
-                top1, top5 = topk_correct(out, y, (1, 5))
-                c1 += top1
-                c5 += top5
-            else:
-                psnr_sum += psnr_peak1(per_image_mse(out, y).mean()) * n
-                noisy_sum += psnr_peak1(per_image_mse(x, y).mean()) * n
+            meter.update(x, out, y, n)
         seen = max(seen, 1)
-        res = {f"{prefix}_loss": (loss_sum / seen).item()}
-        if self.task == "classification":
-            res[f"{prefix}_acc"] = (c1 / seen).item()
-            res[f"{prefix}_top5"] = (c5 / seen).item()
-        else:
-            # Per-batch PSNR averaged over batches (weighted by size), as the seed's Keras metric.
-            p1 = (psnr_sum / seen).item()
-            res |= {f"{prefix}_psnr_peak1": p1, f"{prefix}_psnr_peak2": p1 + PEAK2_OFFSET_DB}
-            n1 = (noisy_sum / seen).item()
-            res |= {
-                f"{prefix}_noisy_psnr_peak1": n1,
-                f"{prefix}_noisy_psnr_peak2": n1 + PEAK2_OFFSET_DB,
-            }
-        return res
+        return {f"{prefix}_loss": (loss_sum / seen).item(), **meter.summary(seen, prefix)}
 
     @torch.no_grad()
     def reconstructions(self, loader: Loader) -> dict[str, Any]:

@@ -146,3 +146,37 @@ def test_every_scheduled_key_is_recorded_in_the_history() -> None:
         assert list(metrics["hparams"]) == list(SCHEDULED_KEYS)
         for key, schedule in schedules.items():
             assert metrics["hparams"][key] == pytest.approx(schedule(3 * epoch)), key
+
+
+def test_tasks_are_selected_by_name_once() -> None:
+    from bnnlib.train.tasks import Classification, Denoising, get_task
+    from bnnlib.train.trainer import Trainer
+
+    assert isinstance(get_task("classification"), Classification)
+    assert isinstance(get_task("denoising"), Denoising)
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="unknown task 'segmentation'; choose classification"):
+        Trainer(model, opt, torch.nn.MSELoss(), task="segmentation")
+
+
+def test_denoising_metrics_and_probs_averaging_only_for_classification() -> None:
+    from bnnlib.train.metrics import PEAK2_OFFSET_DB
+    from bnnlib.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    x, y = torch.rand(6, 1, 2, 2) * 2 - 1, torch.rand(6, 1, 2, 2) * 2 - 1
+    model = torch.nn.Conv2d(1, 1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    trainer = Trainer(model, opt, torch.nn.MSELoss(), task="denoising", eval_average="probs")
+    metrics = trainer.fit(_Batches([(x, y)]), 1, test=_Batches([(x, y)]))[0]
+    assert [k for k in metrics if "psnr" in k] == [
+        "train_psnr_peak1",
+        "train_psnr_peak2",
+        "test_psnr_peak1",
+        "test_psnr_peak2",
+        "test_noisy_psnr_peak1",
+        "test_noisy_psnr_peak2",
+    ]
+    assert metrics["test_psnr_peak2"] == metrics["test_psnr_peak1"] + PEAK2_OFFSET_DB
+    assert torch.equal(trainer.predict(x), model(x).detach())  # no softmax for images
