@@ -86,12 +86,6 @@ def prepare(
     return Prepared(cfg, device, data, model, trainer)
 
 
-def record_path(
-    config: RunConfig | ResolvedConfig | dict[str, Any], results_dir: str | Path
-) -> Path:
-    return Path(results_dir) / f"{resolve_config(config).key()}.json"
-
-
 def run(
     config: RunConfig | ResolvedConfig | dict[str, Any],
     results_dir: str | Path = "runs",
