@@ -83,9 +83,11 @@ def optimizer_state(optimizer: Any) -> tuple[int, dict[str, int]]:
 
     Flip optimizers that count flips also keep two int8 sign snapshots per weight outside
     ``state``; they are real memory of the step and are counted."""
+    from bnnlib.optim import sub_optimizers
+
     total = 0
     per_weight = {}
-    for opt in getattr(optimizer, "optimizers", [optimizer]):
+    for opt in sub_optimizers(optimizer):
         tensors = [t for s in opt.state.values() for t in s.values()]
         tensors += [t for pair in getattr(opt, "_snapshots", {}).values() for t in pair]
         nbytes = tensor_bytes(tensors)

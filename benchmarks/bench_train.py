@@ -105,11 +105,11 @@ def build(arch: Architecture, variant: str, device: torch.device) -> Built:
 
 def describe_optimizer(optimizer: torch.optim.Optimizer) -> str:
     """E.g. "Bop [compiled] on 5,824,512 + Adam on 8,212": what each sub-optimizer steps."""
-    from bnnlib.optim import Bop, Bop2ndOrder
+    from bnnlib.optim import Bop, Bop2ndOrder, sub_optimizers
     from bnnlib.optim._flip import COMPILE_MIN_NUMEL, compiler_available
 
     parts = []
-    for opt in getattr(optimizer, "optimizers", [optimizer]):
+    for opt in sub_optimizers(optimizer):
         params = [p for g in opt.param_groups for p in g["params"]]
         numel = sum(p.numel() for p in params)
         name = type(opt).__name__

@@ -21,6 +21,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from bnnlib.optim.registry import list_optimizers
+from bnnlib.optim.schedules import SCHEDULED_KEYS
+
 IMAGENET_TRAIN_SAMPLES = 1_281_167
 
 # Keys every set may carry, with their types. Anything else given by the user is an error.
@@ -45,14 +48,8 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "epochs_decay": (int, float),
     "poly_epochs": (int, float),
     "train_samples": (int, type(None)),
-    "threshold_decay": (int, float),
-    "gamma_decay": (int, float),
-    "sigma_decay": (int, float),
-    "lr_decay": (int, float),
-    "threshold_end": (int, float),
-    "gamma_end": (int, float),
-    "sigma_end": (int, float),
-    "lr_end": (int, float),
+    # <key>_decay and <key>_end of every scheduled key
+    **{f"{key}_{kind}": (int, float) for kind in ("decay", "end") for key in SCHEDULED_KEYS},
     "weight_mode": str,
     "loss": str,
     # BayesBiNN (Meng et al., 2020) and its STE baseline
@@ -70,8 +67,6 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "stop_after_epochs": int,
 }
 
-SCHEDULED_KEYS = ("threshold", "gamma", "sigma", "lr")
-OPTIMIZERS = ("bop", "bop2ndOrder", "adam", "bayesbinn")
 LR_SCHEDULES = ("keras", "cosine_epoch")
 EVAL_KINDS = ("mode", "mean")
 
@@ -334,9 +329,9 @@ def validate_hparams(hp: dict[str, Any]) -> None:
             raise TypeError(
                 f"hparams {key}={value!r}: expected {names}, got {type(value).__name__}"
             )
-    if hp["optimizer"] not in OPTIMIZERS:
+    if hp["optimizer"] not in list_optimizers():
         raise ValueError(
-            f"hparams optimizer={hp['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}"
+            f"hparams optimizer={hp['optimizer']!r}; choose one of {', '.join(list_optimizers())}"
         )
     _check(hp, "epochs", lambda v: v >= 1, ">= 1")
     _check(
@@ -354,8 +349,8 @@ def validate_hparams(hp: dict[str, Any]) -> None:
         _check(hp, key, lambda v: v > 0, "> 0")
     for key in ("beta_1", "beta_2"):
         _check(hp, key, lambda v: 0 <= v < 1, "in [0, 1)")
-    for key in ("threshold_decay", "gamma_decay", "sigma_decay", "lr_decay"):
-        _check(hp, key, lambda v: v > 0, "> 0")
+    for key in SCHEDULED_KEYS:
+        _check(hp, f"{key}_decay", lambda v: v > 0, "> 0")
     if any(f"{k}_decay" in hp for k in SCHEDULED_KEYS) and "epochs_decay" not in hp:
         raise ValueError("hparams: a *_decay key needs epochs_decay (epochs between decays)")
     if hp.get("unbiased") and hp.get("adam_bias_correction"):

@@ -18,10 +18,7 @@ from bnnlib.experiment.config import ResolvedConfig
 from bnnlib.layers import is_binary
 from bnnlib.models import create_model
 from bnnlib.optim import (
-    BayesBiNN,
-    Bop,
-    Bop2ndOrder,
-    ClippedAdam,
+    SCHEDULED_KEYS,
     CosineDecay,
     ExponentialDecay,
     HyperparameterScheduler,
@@ -29,6 +26,7 @@ from bnnlib.optim import (
     PolynomialDecay,
     route,
 )
+from bnnlib.optim.registry import create_optimizer, get_optimizer_entry
 
 
 @dataclass
@@ -49,16 +47,15 @@ def build_recipe(
     """Optimizer and schedules for ``model``; ``train_samples`` turns epochs into steps."""
     hp = cfg.hparams
     steps_per_epoch = max(train_samples // hp["batch_size"], 1)
-    if hp["optimizer"] == "bayesbinn":
+    name = hp["optimizer"]
+    if get_optimizer_entry(name).whole_model:
         # Every tensor of the model is a Bernoulli variable, as in both released codes
         # (team-approx-bayes/BayesBiNN and its reproduction by Garg & Singhal).
-        optimizer: torch.optim.Optimizer = BayesBiNN(
+        optimizer: torch.optim.Optimizer = create_optimizer(
+            name,
             model.parameters(),
-            lr=hp["lr"],
+            **hp,
             train_set_size=train_samples * hp["trainset_scale"],
-            temperature=hp["temperature"],
-            num_samples=hp["num_samples"],
-            betas=hp["grad_momentum"],
             generator=torch.Generator(device=device).manual_seed(cfg.seed + 104729),
         )
         schedules = _schedules(hp, train_samples, steps_per_epoch)
@@ -70,34 +67,8 @@ def build_recipe(
     def adam(params: list[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=float_lr, foreach=True, **adam_kw)
 
-    if hp["optimizer"] == "bop":
-
-        def binary(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-            return Bop(params, threshold=hp["threshold"], gamma=hp["gamma"], track_flips=True)
-
-    elif hp["optimizer"] == "bop2ndOrder":
-
-        def binary(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-            return Bop2ndOrder(
-                params,
-                threshold=hp["threshold"],
-                gamma=hp["gamma"],
-                sigma=hp["sigma"],
-                unbiased=hp["unbiased"],
-                adam_bias_correction=hp["adam_bias_correction"],
-                track_flips=True,
-            )
-
-    else:
-
-        def binary(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-            return ClippedAdam(
-                params,
-                lr=hp["lr"],
-                weight_clip=hp["weight_clip"],
-                grad_clip=hp["grad_clip"],
-                **adam_kw,
-            )
+    def binary(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return create_optimizer(name, params, **hp)
 
     has_binary = any(is_binary(p) for p in model.parameters())
     cases = [(is_binary, binary)] if has_binary else []
@@ -117,7 +88,7 @@ def _schedules(hp: dict[str, Any], train_samples: int, steps_per_epoch: int = 1)
         return {"lr": PerEpoch(cosine, steps_per_epoch, offset=1)}
     samples = hp["train_samples"] or train_samples
     out: dict[str, Any] = {}
-    for key in ("threshold", "gamma", "sigma", "lr"):
+    for key in SCHEDULED_KEYS:
         if key not in hp:
             continue
         initial = hp[key]

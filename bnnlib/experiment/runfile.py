@@ -23,13 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
-from torch import nn
 
 METHODS = ("bayesbinn", "ste")
 SEED_KEYS = (
@@ -322,69 +318,6 @@ def cosine_epoch_lr(epoch: int, lr_init: float, lr_final: float, epochs: int) ->
         raise ValueError(f"epoch must be an int in [0, {epochs}), got {epoch!r}")
     k = epoch + 1
     return lr_final + (lr_init - lr_final) * (1 + math.cos(math.pi * k / epochs)) / 2
-
-
-def build_from_config(
-    cfg: BayesBiNNConfig,
-    train_set_size: int,
-    device: str | torch.device = "cpu",
-    generator: torch.Generator | None = None,
-) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[int], float]]:
-    """Model, optimizer and per-epoch learning rate for a run file.
-
-    ``train_set_size`` is the number of training examples after the validation split (BayesBiNN's
-    N is that times ``trainset_scale``). The optimizer starts at ``lr_init``; the trainer sets
-    ``epoch_lr_fn(epoch)`` on every param group before each epoch.
-
-    BayesBiNN optimises every parameter of the model, as both released codes do: with
-    ``batch_affine`` the BatchNorm gains and biases become +-1 variables too. STE runs
-    Adam on everything, clamps the latent binary weights to +-weight_clip_value and clips every
-    gradient to +-grad_clip_value when set (the reproduction's choice); BatchNorm parameters are not
-    clamped.
-    ``generator`` feeds BayesBiNN's noise.
-    """
-    from bnnlib.layers import is_binary
-    from bnnlib.models import create_model
-    from bnnlib.optim import ClippedAdam, route
-    from bnnlib.optim.bayesbinn import BayesBiNN
-
-    model = create_model(cfg.model_name, **cfg.model_kwargs()).to(device)
-    optimizer: torch.optim.Optimizer
-    if cfg.method == "bayesbinn":
-        optimizer = BayesBiNN(
-            model.parameters(),
-            lr=cfg.lr_init,
-            train_set_size=cfg.train_set_size(train_set_size),
-            temperature=cfg.temperature,
-            num_samples=cfg.mc_steps,
-            generator=generator,
-        )
-    elif all(is_binary(p) for p in model.parameters()):
-        optimizer = ClippedAdam(
-            model.parameters(),
-            lr=cfg.lr_init,
-            weight_clip=cfg.weight_clip_value,
-            grad_clip=cfg.grad_clip_value,
-        )
-    else:
-        optimizer = route(
-            model,
-            [
-                (
-                    is_binary,
-                    lambda ps: ClippedAdam(
-                        ps,
-                        lr=cfg.lr_init,
-                        weight_clip=cfg.weight_clip_value,
-                        grad_clip=cfg.grad_clip_value,
-                    ),
-                )
-            ],
-            default=lambda ps: ClippedAdam(
-                ps, lr=cfg.lr_init, weight_clip=None, grad_clip=cfg.grad_clip_value
-            ),
-        )
-    return model, optimizer, cfg.epoch_lr
 
 
 def _typed(key: str, value: Any) -> Any:

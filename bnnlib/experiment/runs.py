@@ -77,20 +77,13 @@ def prepare(
         task=cfg.task,
         device=device,
         scheduler=recipe.scheduler,
-        eval_kind=hp["eval_kind"],
-        eval_samples=hp["eval_samples"],
+        eval_options={"kind": hp["eval_kind"], "num": hp["eval_samples"]},
         eval_average=hp["eval_average"],
         seed=cfg.seed,
         progress=progress,
         tensorboard_dir=tensorboard_dir,
     )
     return Prepared(cfg, device, data, model, trainer)
-
-
-def record_path(
-    config: RunConfig | ResolvedConfig | dict[str, Any], results_dir: str | Path
-) -> Path:
-    return Path(results_dir) / f"{resolve_config(config).key()}.json"
 
 
 def run(
@@ -121,9 +114,7 @@ def run(
         checkpoint_dir=ckpt_dir,
         on_epoch=on_epoch,
     )
-    extras: dict[str, Any] = {}
-    if cfg.task == "denoising":
-        extras["reconstructions"] = trainer.reconstructions(data.test)
+    extras = trainer.task.run_extras(trainer, data.test)
     save_torch(ckpt_dir / "model.pt", prepared.model.state_dict())
     final = {k: v for k, v in history[-1].items() if k.startswith(("test_", "val_"))}
     record = RunRecord(

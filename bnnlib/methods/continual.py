@@ -31,6 +31,7 @@ from bnnlib.experiment.runs import (
     resolve_config,
     run_provenance,
 )
+from bnnlib.optim import sub_optimizers
 from bnnlib.train.trainer import CHECKPOINT_NAME, Trainer
 
 # Mixed into every permutation seed, so the pixel orders are not the streams of other seeded draws.
@@ -276,8 +277,7 @@ class _TaskTracker:
 
 def _prior_optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
     """The optimizer, or the optimizers a Router steps, that keep a prior (BayesBiNN)."""
-    opts = getattr(optimizer, "optimizers", [optimizer])
-    return [o for o in opts if hasattr(o, "set_prior_from_current")]
+    return [o for o in sub_optimizers(optimizer) if hasattr(o, "set_prior_from_current")]
 
 
 def _pixels_per_channel(loader: _Loader) -> int:

@@ -10,8 +10,18 @@ from .bayesbinn import BayesBiNN
 from .bop import Bop
 from .bop2 import Bop2ndOrder
 from .latent import ClippedAdam
+from .protocols import (
+    EvaluationNetworks,
+    FlipCounting,
+    SubOptimizers,
+    counts_flips,
+    sub_optimizers,
+)
+from .registry import create_optimizer, list_optimizers, register_optimizer
 from .router import Router, route
 from .schedules import (
+    RECORDED_KEYS,
+    SCHEDULED_KEYS,
     Constant,
     CosineDecay,
     ExponentialDecay,
@@ -23,11 +33,18 @@ from .schedules import (
 )
 
 __all__ = [
+    "RECORDED_KEYS",
+    "SCHEDULED_KEYS",
     "BayesBiNN",
     "Bop",
     "Bop2ndOrder",
     "ClippedAdam",
     "Constant",
+    "EvaluationNetworks",
+    "FlipCounting",
+    "SubOptimizers",
+    "counts_flips",
+    "sub_optimizers",
     "CosineDecay",
     "ExponentialDecay",
     "HyperparameterScheduler",
@@ -36,5 +53,8 @@ __all__ = [
     "PolynomialDecay",
     "Router",
     "Schedule",
+    "create_optimizer",
+    "list_optimizers",
+    "register_optimizer",
     "route",
 ]

@@ -90,6 +90,10 @@ class Router(Optimizer):
         # Optimizer.__init__ appended the very same group dicts; only ``state`` is replaced.
         self.state = _MergedState(self.optimizers)  # type: ignore[assignment]
 
+    def sub_optimizers(self) -> list[Optimizer]:
+        """The optimizers this Router steps, in order (:func:`bnnlib.optim.sub_optimizers`)."""
+        return list(self.optimizers)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not any(param_group is g for o in self.optimizers for g in o.param_groups):
             raise TypeError(

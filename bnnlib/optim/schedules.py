@@ -17,6 +17,12 @@ from typing import Any
 
 from torch.optim import Optimizer
 
+# The param-group keys a recipe may put on a schedule (``<key>_decay`` / ``<key>_end``); the
+# trainer records each of them per epoch, with the other recorded keys of RECORDED_KEYS.
+SCHEDULED_KEYS: tuple[str, ...] = ("lr", "threshold", "gamma", "sigma")
+# What the trainer records per epoch: the scheduled keys and BayesBiNN's (constant) temperature.
+RECORDED_KEYS: tuple[str, ...] = (*SCHEDULED_KEYS, "temperature")
+
 
 def _check_step(step: int) -> None:
     if step < 0:

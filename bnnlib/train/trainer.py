@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,16 +21,12 @@ import torch
 from torch import nn
 
 from bnnlib.atomic import save_torch
-from bnnlib.train.metrics import (
-    PEAK2_OFFSET_DB,
-    binary_fraction,
-    per_image_mse,
-    psnr_peak1,
-    topk_correct,
-)
+from bnnlib.optim.protocols import EvaluationNetworks, counts_flips, sub_optimizers
+from bnnlib.optim.schedules import RECORDED_KEYS
+from bnnlib.train.metrics import PEAK2_OFFSET_DB, binary_fraction, per_image_mse, psnr_peak1
+from bnnlib.train.tasks import Task, get_task
 
 CHECKPOINT_NAME = "last.pt"
-SCHEDULED_KEYS = ("lr", "threshold", "gamma", "sigma", "temperature")
 
 
 class TrainingDiverged(RuntimeError):
@@ -62,8 +58,8 @@ class Trainer:
         task: str = "classification",
         device: torch.device | str = "cpu",
         scheduler: Any = None,
-        eval_kind: str = "mode",
-        eval_samples: int = 0,
+        # keyword arguments of an EvaluationNetworks optimizer's eval_weight_samples
+        eval_options: Mapping[str, Any] | None = None,
         eval_average: str = "logits",
         seed: int = 0,
         progress: bool | None = None,
@@ -71,18 +67,15 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         nan_check_every: int = 50,
     ) -> None:
-        if task not in ("classification", "denoising"):
-            raise ValueError(f"unknown task {task!r}; choose classification or denoising")
         if eval_average not in ("logits", "probs"):
             raise ValueError(f"eval_average={eval_average!r}; choose logits or probs")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.task = task
+        self.task: Task = get_task(task)
         self.device = torch.device(device)
         self.scheduler = scheduler
-        self.eval_kind = eval_kind
-        self.eval_samples = eval_samples
+        self.eval_options = dict(eval_options or {})
         self.eval_average = eval_average
         self.eval_generator = torch.Generator(device=self.device).manual_seed(seed + 7919)
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -143,7 +136,7 @@ class Trainer:
         _reset_flips(self.optimizer)
         start = time.perf_counter()
         zero = torch.zeros((), device=self.device)
-        loss_sum, seen, correct1, psnr_sum = zero.clone(), 0, zero.clone(), zero.clone()
+        loss_sum, seen, meter = zero.clone(), 0, self.task.train_meter(zero)
         steps = 0
         bar = _progress(loader, self.progress, f"epoch {epoch}")
         for x, y in bar:
@@ -156,10 +149,7 @@ class Trainer:
             n = y.shape[0]
             seen += n
             loss_sum += loss * n
-            if self.task == "classification":
-                correct1 += topk_correct(outputs[0], y, (1,))[0]
-            else:
-                psnr_sum += psnr_peak1(per_image_mse(outputs[0], y).mean()) * n
+            meter.update(x, outputs[0], y, n)
             if steps % self.nan_check_every == 0:
                 self._check_finite(loss, epoch, steps, ckpt)
         train_loss = loss_sum / max(seen, 1)
@@ -167,12 +157,8 @@ class Trainer:
         metrics: dict[str, Any] = {
             "epoch_time_s": time.perf_counter() - start,
             "train_loss": train_loss.item(),
+            **meter.summary(max(seen, 1), "train"),
         }
-        if self.task == "classification":
-            metrics["train_acc"] = (correct1 / max(seen, 1)).item()
-        else:
-            metrics["train_psnr_peak1"] = (psnr_sum / max(seen, 1)).item()
-            metrics["train_psnr_peak2"] = metrics["train_psnr_peak1"] + PEAK2_OFFSET_DB
         flips = self._flip_ratios(steps)
         if flips:
             metrics["flip_ratio"] = flips
@@ -211,56 +197,24 @@ class Trainer:
         self.model.eval()
         total, passes = None, 0
         for _ in self._eval_networks():
-            out = self.model(x)
-            if self.task == "classification" and self.eval_average == "probs":
-                out = out.softmax(dim=1)
+            out = self.task.network_output(self.model(x), self.eval_average)
             total = out if total is None else total + out
             passes += 1
         assert total is not None
-        total = total / passes
-        if self.task == "classification" and self.eval_average == "probs":
-            total = total.clamp_min(1e-12).log()
-        return total
+        return self.task.averaged_output(total / passes, self.eval_average)
 
     def evaluate(self, loader: Loader, prefix: str = "test") -> dict[str, float]:
         loader.set_epoch(0)
         zero = torch.zeros((), device=self.device)
-        loss_sum, c1, c5, psnr_sum, noisy_sum, seen = (
-            zero.clone(),
-            zero.clone(),
-            zero.clone(),
-            zero.clone(),
-            zero.clone(),
-            0,
-        )
+        loss_sum, seen, meter = zero.clone(), 0, self.task.eval_meter(zero)
         for x, y in loader:
             out = self.predict(x)
             n = y.shape[0]
             seen += n
             loss_sum += self.loss_fn(out, y) * n
-            if self.task == "classification":
-                top1, top5 = topk_correct(out, y, (1, 5))
-                c1 += top1
-                c5 += top5
-            else:
-                psnr_sum += psnr_peak1(per_image_mse(out, y).mean()) * n
-                noisy_sum += psnr_peak1(per_image_mse(x, y).mean()) * n
+            meter.update(x, out, y, n)
         seen = max(seen, 1)
-        res = {f"{prefix}_loss": (loss_sum / seen).item()}
-        if self.task == "classification":
-            res[f"{prefix}_acc"] = (c1 / seen).item()
-            res[f"{prefix}_top5"] = (c5 / seen).item()
-        else:
-            # Per-batch PSNR averaged over batches (weighted by size), as the reproducibility
-            # study's Keras metric.
-            p1 = (psnr_sum / seen).item()
-            res |= {f"{prefix}_psnr_peak1": p1, f"{prefix}_psnr_peak2": p1 + PEAK2_OFFSET_DB}
-            n1 = (noisy_sum / seen).item()
-            res |= {
-                f"{prefix}_noisy_psnr_peak1": n1,
-                f"{prefix}_noisy_psnr_peak2": n1 + PEAK2_OFFSET_DB,
-            }
-        return res
+        return {f"{prefix}_loss": (loss_sum / seen).item(), **meter.summary(seen, prefix)}
 
     @torch.no_grad()
     def reconstructions(self, loader: Loader) -> dict[str, Any]:
@@ -294,10 +248,9 @@ class Trainer:
         return {label: found[label] for label in ("best", "median", "worst")}
 
     def _eval_networks(self) -> Iterable[None]:
-        for opt in _optimizers(self.optimizer):
-            fn = getattr(opt, "eval_weight_samples", None)
-            if fn is not None:
-                return fn(self.eval_kind, self.eval_samples, self.eval_generator)
+        for opt in sub_optimizers(self.optimizer):
+            if isinstance(opt, EvaluationNetworks):
+                return opt.eval_weight_samples(generator=self.eval_generator, **self.eval_options)
         return (None,)
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -306,18 +259,17 @@ class Trainer:
         """Scheduled values as they stand now: at the end of an epoch, those the next step uses."""
         out: dict[str, float] = {}
         for group in self.optimizer.param_groups:
-            for key in SCHEDULED_KEYS:
+            for key in RECORDED_KEYS:
                 if key in group and key not in out and isinstance(group[key], (int, float)):
                     out[key] = float(group[key])
         return out
 
     def _flip_ratios(self, steps: int) -> dict[str, float]:
         ratios: dict[str, float] = {}
-        for opt in _optimizers(self.optimizer):
-            counts = getattr(opt, "flip_counts", None)
-            if counts is None or not getattr(opt, "track_flips", True):
+        for opt in sub_optimizers(self.optimizer):
+            if not counts_flips(opt):
                 continue
-            for param, count in counts():
+            for param, count in opt.flip_counts():
                 name = self._param_names.get(id(param), "?").removesuffix(".weight")
                 ratios[name] = float(count) / (param.numel() * max(steps, 1))
         return ratios
@@ -346,7 +298,7 @@ class Trainer:
         # BayesBiNN draws its noise from its own generator: resuming must continue that stream.
         state["optimizer_generators"] = [
             g.get_state() if (g := getattr(opt, "generator", None)) is not None else None
-            for opt in _optimizers(self.optimizer)
+            for opt in sub_optimizers(self.optimizer)
         ]
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -362,7 +314,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.eval_generator.set_state(state["eval_generator"].cpu())
         for opt, g_state in zip(
-            _optimizers(self.optimizer), state.get("optimizer_generators", []), strict=False
+            sub_optimizers(self.optimizer), state.get("optimizer_generators", []), strict=False
         ):
             if g_state is not None:
                 opt.generator.set_state(g_state.cpu())
@@ -370,16 +322,10 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def _optimizers(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
-    """The optimizer itself, or the optimizers a Router steps."""
-    return list(getattr(optimizer, "optimizers", [optimizer]))
-
-
 def _reset_flips(optimizer: torch.optim.Optimizer) -> None:
-    for opt in _optimizers(optimizer):
-        reset = getattr(opt, "reset_flip_counts", None)
-        if reset is not None:
-            reset()
+    for opt in sub_optimizers(optimizer):
+        if counts_flips(opt):
+            opt.reset_flip_counts()
 
 
 def _weighted_flip_mean(model: nn.Module, flips: dict[str, float], names: dict[int, str]) -> float:

@@ -79,6 +79,7 @@ def first_update_flips(run: LabelledRun, steps: int = 5) -> Any:
     import pandas as pd
 
     from bnnlib.experiment.runs import prepare
+    from bnnlib.optim import counts_flips, sub_optimizers
     from bnnlib.train.metrics import binary_fraction
 
     if steps < 1:
@@ -86,11 +87,7 @@ def first_update_flips(run: LabelledRun, steps: int = 5) -> Any:
     config = dict(run.config)
     prepared = prepare(config, progress=False)
     trainer = prepared.trainer
-    flippers = [
-        opt
-        for opt in getattr(trainer.optimizer, "optimizers", [trainer.optimizer])
-        if getattr(opt, "track_flips", False)
-    ]
+    flippers = [opt for opt in sub_optimizers(trainer.optimizer) if counts_flips(opt)]
     if not flippers:
         raise ValueError(f"config {config['hparams_set']!r} trains no binary weights by flips")
     before = binary_fraction(prepared.model)

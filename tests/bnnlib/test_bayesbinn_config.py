@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from bnnlib.experiment.recipes import build_model, build_recipe
 from bnnlib.experiment.runfile import (
     SEED_KEYS,
     BayesBiNNConfig,
-    build_from_config,
     cosine_epoch_lr,
     load_bayesbinn_config,
+    to_run_config,
 )
 from bnnlib.layers import is_binary
 from bnnlib.optim import ClippedAdam, Router
@@ -207,17 +208,28 @@ def test_cosine_lr_follows_the_official_before_epoch_stepping():
         cosine_epoch_lr(10, 3e-4, 1e-16, 10)
 
 
+def _recipe(cfg: BayesBiNNConfig, train_samples: int):
+    """What a run file builds: its RunConfig's model and recipe."""
+    resolved = to_run_config(cfg).resolve()
+    model = build_model(resolved)
+    return model, build_recipe(resolved, model, train_samples)
+
+
 def test_build_bayesbinn_from_config():
     cfg = BayesBiNNConfig.from_dict(
         SMALL | {"model_architecture": "SimpleBinaryConnect", "temperature": 1e-2, "mc_steps": 2}
     )
-    gen = torch.Generator().manual_seed(0)
-    model, opt, lr_fn = build_from_config(cfg, train_set_size=900, device="cpu", generator=gen)
-    assert isinstance(opt, BayesBiNN) and opt.generator is gen
+    model, recipe = _recipe(cfg, train_samples=900)
+    opt = recipe.optimizer
+    assert isinstance(opt, BayesBiNN) and opt.generator is not None
     group = opt.param_groups[0]
     assert (group["train_set_size"], group["temperature"], group["num_samples"]) == (900, 1e-2, 2)
-    assert group["lr"] == 1e-3 and group["betas"] == 0.0
-    assert lr_fn(0) == cosine_epoch_lr(0, 1e-3, 1e-16, 4) and lr_fn(3) == pytest.approx(1e-16)
+    assert group["betas"] == 0.0
+    # The per-epoch cosine: epoch e trains with cosine_epoch_lr(e), set at the epoch's first step.
+    lr = recipe.scheduler.schedules["lr"]
+    steps_per_epoch = 900 // 8
+    assert group["lr"] == pytest.approx(cosine_epoch_lr(0, 1e-3, 1e-16, 4), rel=1e-12)
+    assert lr(3 * steps_per_epoch) == pytest.approx(1e-16)
     assert all(is_binary(p) for p in model.parameters())
     x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
 
@@ -237,18 +249,25 @@ def test_build_ste_from_config_clamps_only_binary_weights():
         "dataset": "mnist",
         "input_shape": 784,
         "data_augmentation": False,
-        "model_architecture": "SimpleBinaryConnect",
+        "model_architecture": "BinaryConnect",
     }
     cfg = BayesBiNNConfig.from_dict(SEED_STE | mnist)
-    model, opt, _ = build_from_config(cfg, train_set_size=100)
+    model, recipe = _recipe(cfg, train_samples=100)
+    (opt,) = recipe.optimizer.optimizers
     assert isinstance(opt, ClippedAdam)
     assert opt.param_groups[0]["weight_clip"] == 1.0 and opt.param_groups[0]["grad_clip"] == 1.0
     assert model.fc1.weight_mode == "latent"
 
-    affine = BayesBiNNConfig.from_dict(SMALL | {"batch_affine": True}, method="ste")
-    model, opt, _ = build_from_config(affine, train_set_size=100)
-    assert isinstance(opt, Router)
-    clips = {is_binary(p): g["weight_clip"] for g in opt.param_groups for p in g["params"]}
+    affine = BayesBiNNConfig.from_dict(
+        SMALL | {"batch_affine": True, "model_architecture": "BinaryConnect"}, method="ste"
+    )
+    model, recipe = _recipe(affine, train_samples=100)
+    assert isinstance(recipe.optimizer, Router)
+    clips = {
+        is_binary(p): g.get("weight_clip")
+        for g in recipe.optimizer.param_groups
+        for p in g["params"]
+    }
     assert clips == {True: 1.0, False: None}
     assert cfg.eval_samples() == ("mode", 1)
     assert cfg.data_settings() == {

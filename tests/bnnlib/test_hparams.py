@@ -175,3 +175,17 @@ def test_every_set_is_valid() -> None:
     for model, sets in HPARAM_SETS.items():
         for name in sets:
             RunConfig(model=model, dataset="mnist", hparams_set=name).resolve()
+
+
+@pytest.mark.parametrize("kind", ["decay", "end"])
+def test_every_scheduled_key_can_be_scheduled(kind: str) -> None:
+    """Each key of SCHEDULED_KEYS takes a ``<key>_decay`` / ``<key>_end`` and gets a schedule."""
+    from bnnlib.experiment.hparams import validate_hparams
+    from bnnlib.optim import SCHEDULED_KEYS
+
+    hp = get_hparams("binarynet_batch", "bop2ndOrder")
+    hp |= {f"{key}_{kind}": 0.5 for key in SCHEDULED_KEYS}
+    if kind == "decay":
+        hp["epochs_decay"] = 1
+    validate_hparams(hp)
+    assert set(_schedules(hp, 1000)) == set(SCHEDULED_KEYS)

@@ -104,3 +104,79 @@ def test_stop_after_epochs_keeps_the_schedule_length(tmp_path: Path) -> None:
         RunConfig(
             model="binary_mlp", dataset="mnist", hparams_set="bop", hparams={"stop_after_epochs": 2}
         ).resolve()
+
+
+class _Batches:
+    """A fixed list of batches with the trainer's loader interface."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+def test_every_scheduled_key_is_recorded_in_the_history() -> None:
+    """A key the recipes may schedule is also recorded: one list (SCHEDULED_KEYS) drives both."""
+    from bnnlib.optim import (
+        RECORDED_KEYS,
+        SCHEDULED_KEYS,
+        ExponentialDecay,
+        HyperparameterScheduler,
+    )
+    from bnnlib.train.trainer import Trainer
+
+    assert set(SCHEDULED_KEYS) <= set(RECORDED_KEYS)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    group = {"params": list(model.parameters()), **{k: 1.0 for k in SCHEDULED_KEYS}}
+    opt = torch.optim.SGD([group], lr=1.0)
+    schedules = {k: ExponentialDecay(1.0 + i, 1, 0.5) for i, k in enumerate(SCHEDULED_KEYS)}
+    sched = HyperparameterScheduler(opt, schedules)
+    loader = _Batches([(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)])
+    trainer = Trainer(model, opt, torch.nn.CrossEntropyLoss(), scheduler=sched, progress=False)
+    history = trainer.fit(loader, 2)
+    for epoch, metrics in enumerate(history, start=1):
+        assert list(metrics["hparams"]) == list(SCHEDULED_KEYS)
+        for key, schedule in schedules.items():
+            assert metrics["hparams"][key] == pytest.approx(schedule(3 * epoch)), key
+
+
+def test_tasks_are_selected_by_name_once() -> None:
+    from bnnlib.train.tasks import Classification, Denoising, get_task
+    from bnnlib.train.trainer import Trainer
+
+    assert isinstance(get_task("classification"), Classification)
+    assert isinstance(get_task("denoising"), Denoising)
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="unknown task 'segmentation'; choose classification"):
+        Trainer(model, opt, torch.nn.MSELoss(), task="segmentation")
+
+
+def test_denoising_metrics_and_probs_averaging_only_for_classification() -> None:
+    from bnnlib.train.metrics import PEAK2_OFFSET_DB
+    from bnnlib.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    x, y = torch.rand(6, 1, 2, 2) * 2 - 1, torch.rand(6, 1, 2, 2) * 2 - 1
+    model = torch.nn.Conv2d(1, 1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    trainer = Trainer(model, opt, torch.nn.MSELoss(), task="denoising", eval_average="probs")
+    metrics = trainer.fit(_Batches([(x, y)]), 1, test=_Batches([(x, y)]))[0]
+    assert [k for k in metrics if "psnr" in k] == [
+        "train_psnr_peak1",
+        "train_psnr_peak2",
+        "test_psnr_peak1",
+        "test_psnr_peak2",
+        "test_noisy_psnr_peak1",
+        "test_noisy_psnr_peak2",
+    ]
+    assert metrics["test_psnr_peak2"] == metrics["test_psnr_peak1"] + PEAK2_OFFSET_DB
+    assert torch.equal(trainer.predict(x), model(x).detach())  # no softmax for images
