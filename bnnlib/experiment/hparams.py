@@ -21,8 +21,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from bnnlib.optim.bayesbinn import EVAL_KINDS
 from bnnlib.optim.registry import list_optimizers
 from bnnlib.optim.schedules import SCHEDULED_KEYS
+from bnnlib.train.tasks import EVAL_AVERAGES
 
 IMAGENET_TRAIN_SAMPLES = 1_281_167
 
@@ -68,7 +70,8 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 LR_SCHEDULES = ("keras", "cosine_epoch")
-EVAL_KINDS = ("mode", "mean")
+# Choices of the string-valued keys, each defined where it is used.
+_CHOICES = {"lr_schedule": LR_SCHEDULES, "eval_kind": EVAL_KINDS, "eval_average": EVAL_AVERAGES}
 
 _COMMON: dict[str, Any] = {
     "train_subset": None,
@@ -333,6 +336,9 @@ def validate_hparams(hp: dict[str, Any]) -> None:
         raise ValueError(
             f"hparams optimizer={hp['optimizer']!r}; choose one of {', '.join(list_optimizers())}"
         )
+    for key, choices in _CHOICES.items():
+        if key in hp and hp[key] not in choices:
+            raise ValueError(f"hparams {key}={hp[key]!r}; choose one of {', '.join(choices)}")
     _check(hp, "epochs", lambda v: v >= 1, ">= 1")
     _check(
         hp, "stop_after_epochs", lambda v: 1 <= v <= hp["epochs"], f"in [1, epochs={hp['epochs']}]"

@@ -14,6 +14,9 @@ import torch
 
 from bnnlib.train.metrics import PEAK2_OFFSET_DB, per_image_mse, psnr_peak1, topk_correct
 
+# How evaluation averages several networks' outputs: their logits, or their softmax probabilities.
+EVAL_AVERAGES = ("logits", "probs")
+
 if TYPE_CHECKING:
     from bnnlib.train.trainer import Loader, Trainer
 

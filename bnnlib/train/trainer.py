@@ -24,7 +24,7 @@ from bnnlib.atomic import save_torch
 from bnnlib.optim.protocols import EvaluationNetworks, counts_flips, sub_optimizers
 from bnnlib.optim.schedules import RECORDED_KEYS
 from bnnlib.train.metrics import PEAK2_OFFSET_DB, binary_fraction, per_image_mse, psnr_peak1
-from bnnlib.train.tasks import Task, get_task
+from bnnlib.train.tasks import EVAL_AVERAGES, Task, get_task
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -67,8 +67,8 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         nan_check_every: int = 50,
     ) -> None:
-        if eval_average not in ("logits", "probs"):
-            raise ValueError(f"eval_average={eval_average!r}; choose logits or probs")
+        if eval_average not in EVAL_AVERAGES:
+            raise ValueError(f"eval_average={eval_average!r}; choose {' or '.join(EVAL_AVERAGES)}")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn

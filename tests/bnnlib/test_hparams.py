@@ -102,6 +102,9 @@ def test_seed000_opt_param_is_parsed_without_eval() -> None:
         ({"batch_size": "64"}, "batch_size"),
         ({"tresh": 1e-6}, "tresh"),
         ({"train_subset": 0}, "train_subset"),
+        ({"eval_kind": "median"}, "eval_kind='median'; choose one of mode, mean"),
+        ({"eval_average": "votes"}, "eval_average='votes'; choose one of logits, probs"),
+        ({"lr_schedule": "step"}, "lr_schedule='step'; choose one of keras, cosine_epoch"),
     ],
 )
 def test_bad_hparams_name_the_problem(hparams: dict, match: str) -> None:
