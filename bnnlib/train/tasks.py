@@ -93,8 +93,8 @@ class Classification(Task):
 
 
 class _Psnr(Meter):
-    """Per-batch PSNR averaged over batches (weighted by size), as the Keras metric of the reproducibility study of Bop; in
-    evaluation also the PSNR of the noisy input."""
+    """Per-batch PSNR averaged over batches (weighted by size), as the Keras metric of the
+    reproducibility study of Bop; in evaluation also the PSNR of the noisy input."""
 
     def __init__(self, zero: torch.Tensor, noisy: bool) -> None:
         self.psnr = zero.clone()
