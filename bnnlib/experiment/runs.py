@@ -154,7 +154,7 @@ def dry_run(config: RunConfig | ResolvedConfig | dict[str, Any]) -> dict[str, An
     trainer = prepared.trainer
     x, y = next(iter(prepared.data.train))
     trainer.model.train()
-    loss = trainer.optimizer.step(trainer.make_closure(x, y, []))
+    loss, _ = trainer.train_step(x, y)
     return {
         "key": prepared.config.key(),
         "loss": float(loss),

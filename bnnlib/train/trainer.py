@@ -140,16 +140,12 @@ class Trainer:
         steps = 0
         bar = _progress(loader, self.progress, f"epoch {epoch}")
         for x, y in bar:
-            outputs: list[torch.Tensor] = []
-            closure = self.make_closure(x, y, outputs)
-            loss = self.optimizer.step(closure)
-            if self.scheduler is not None:
-                self.scheduler.step()
+            loss, output = self.train_step(x, y)
             steps += 1
             n = y.shape[0]
             seen += n
             loss_sum += loss * n
-            meter.update(x, outputs[0], y, n)
+            meter.update(x, output, y, n)
             if steps % self.nan_check_every == 0:
                 self._check_finite(loss, epoch, steps, ckpt)
         train_loss = loss_sum / max(seen, 1)
@@ -168,6 +164,15 @@ class Trainer:
             metrics["binary_fraction"] = frac
         metrics["hparams"] = self.current_hparams()
         return metrics
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch, then one scheduler step: the batch loss and the output
+        of the step's first forward pass. Anything that trains step by step calls this."""
+        outputs: list[torch.Tensor] = []
+        loss = self.optimizer.step(self.make_closure(x, y, outputs))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss, outputs[0]
 
     def make_closure(
         self, x: torch.Tensor, y: torch.Tensor, outputs: list[torch.Tensor]

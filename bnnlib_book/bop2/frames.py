@@ -23,49 +23,38 @@ def label_frame(frame: Any, runs: Sequence[LabelledRun]) -> Any:
     return out
 
 
-def layer_flip_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> Any:
-    """Per-layer flip ratio per epoch: one row per (run, epoch, layer), with the labels of the
-    record's run in ``runs``."""
+def _per_epoch_dict_frame(
+    records: Sequence[RunRecord],
+    runs: Sequence[LabelledRun],
+    field: str,
+    name: str,
+    value: str,
+) -> Any:
+    """One row per (run, epoch, entry) of the dict ``history[*][field]``, with the labels of the
+    record's run in ``runs``; the entry's name and value go to the columns ``name`` and
+    ``value``. Records of no run in ``runs`` are left out."""
     import pandas as pd
 
     labels = labels_by_key(runs)
     rows = [
-        {
-            "key": rec.key,
-            **labels[rec.key],
-            "epoch": h["epoch"],
-            "layer": layer,
-            "flip_ratio": ratio,
-        }
+        {"key": rec.key, **labels[rec.key], "epoch": h["epoch"], name: k, value: v}
         for rec in records
         if rec.key in labels
         for h in rec.history
-        for layer, ratio in h.get("flip_ratio", {}).items()
+        for k, v in h.get(field, {}).items()
     ]
     return pd.DataFrame(rows)
+
+
+def layer_flip_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> Any:
+    """Per-layer flip ratio per epoch: one row per (run, epoch, layer)."""
+    return _per_epoch_dict_frame(records, runs, "flip_ratio", "layer", "flip_ratio")
 
 
 def hparam_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> Any:
     """The hyper-parameter values the optimizer held after each epoch (what the next step uses):
-    one row per (run, epoch, hyper-parameter), from the records' ``history[*]["hparams"]``, with
-    the labels of the record's run in ``runs``."""
-    import pandas as pd
-
-    labels = labels_by_key(runs)
-    rows = [
-        {
-            "key": rec.key,
-            **labels[rec.key],
-            "epoch": h["epoch"],
-            "hyper-parameter": name,
-            "value": value,
-        }
-        for rec in records
-        if rec.key in labels
-        for h in rec.history
-        for name, value in h.get("hparams", {}).items()
-    ]
-    return pd.DataFrame(rows)
+    one row per (run, epoch, hyper-parameter), from the records' ``history[*]["hparams"]``."""
+    return _per_epoch_dict_frame(records, runs, "hparams", "hyper-parameter", "value")
 
 
 def first_update_flips(run: LabelledRun, steps: int = 5) -> Any:
@@ -98,9 +87,7 @@ def first_update_flips(run: LabelledRun, steps: int = 5) -> Any:
         x, y = next(batches)
         for opt in flippers:
             opt.reset_flip_counts()
-        trainer.optimizer.step(trainer.make_closure(x, y, []))
-        if trainer.scheduler is not None:
-            trainer.scheduler.step()
+        trainer.train_step(x, y)
         counts = [(p.numel(), n) for opt in flippers for p, n in opt.flip_counts()]
         flipped = sum(n for _, n in counts) / sum(size for size, _ in counts)
         rows.append({"step": step, "flipped": flipped, "binary_before_first_update": before})
