@@ -1,8 +1,8 @@
 """The papers' reported numbers, each with its source, for the book's "paper vs ours" tables.
 
-The values live in ``bnnlib/paper_numbers/<paper>.yaml``, transcribed from ``shared/spec`` with the
-spec's provenance tag. A value the spec marks as not yet transcribed is kept with ``value: null``
-and the page says so instead of guessing.
+The values live in ``paper_numbers/<paper>.yaml`` (package data), each with its source and a
+provenance tag (README, report, code, paper, unverified). A value not yet transcribed is kept with
+``value: null`` and the page says so instead of guessing.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""The BayesBiNN study of seed 002 (spec Part A): its experiments as run configs built from the
-seed's own JSON run files, and the summaries its chapter draws.
+"""BayesBiNN and STE (Meng, Bachmann & Khan, 2020, and its reproduction by Garg & Singhal): the
+chapter's experiments as run configs built from the reproduction's own JSON run files.
 
 Every config starts from one of the reference code's run files, shipped in ``runfiles/`` (read with
 :func:`bnnlib.experiment.runfile.load_bayesbinn_config` and translated with
-:func:`~bnnlib.experiment.runfile.to_run_config`), so the chapter runs what the seed's scripts run;
+:func:`~bnnlib.experiment.runfile.to_run_config`), so the chapter runs what the reproduction's scripts run;
 a :class:`Scale` then shrinks it (subsets, width, epochs). Shrinking ``epochs`` shrinks the cosine
 learning-rate schedule with it, because the schedule's length is the run's length.
 
-The paper reports mean +- std over 5 seeds with the *population* std (ddof=0, spec A.9), so
-:func:`seed_summary` does the same.
+The paper reports mean +- std over 5 seeds with the *population* std (ddof=0), so
+:func:`bnnlib_book.bayesbinn.frames.seed_summary` does the same.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def _required(cls: type, name: str) -> bool:
 
 @dataclass(frozen=True)
 class AblationDesign:
-    """The runs of the ablation chapter (spec 2a), from the notebook's parameters.
+    """The runs of the tau/gamma ablation chapter, from the notebook's parameters.
 
     ``hparams`` are the seed's ``--hparams`` overrides shared by every run (width, epochs,
     subsets, batch size). Per norm, gamma sweeps ``gammas[norm]`` at ``tau = gamma_sweep_threshold``
@@ -225,7 +225,7 @@ DENOISERS = ("AE + Adam", "BAE + Adam", "BAE + Bop")
 
 @dataclass(frozen=True)
 class DenoisingDesign:
-    """The three auto-encoder runs of the README (spec 2c), from the notebook's parameters.
+    """The study README's three auto-encoder runs, from the notebook's parameters.
 
     ``hparams`` are the ``--hparams`` overrides shared by the three runs; ``bop`` holds the
     threshold and gamma of BAE + Bop (the README: 1e-8 and 1e-5).

@@ -1,5 +1,5 @@
-"""The claims of seed 001's chapters (Bop2ndOrder, spec section 3) and how their run records
-grade them, by the rules of :mod:`bnnlib_book.grading`.
+"""The claims of the Bop2ndOrder chapters (Suarez-Ramirez et al., 2021) and how the records of
+their runs grade them, by the rules of :mod:`bnnlib_book.grading`.
 
 The README's CIFAR-10 accuracies are compared only at the paper's scale; the section 5.1 studies
 have no transcribed values, so below that scale they are "not run at this profile" with our
@@ -39,7 +39,7 @@ from bnnlib_book.runs import LabelledRun, labels_by_key, select
 
 SEED = "001"
 
-# Section 5.1 epochs of the README commands and the sets (spec 3b).
+# Epochs of the paper's section 5.1 README commands and of the sets.
 PAPER_EPOCHS = {"5.1.1": 150, "ablation": 100, "testExp": 350, "CIFAR": 500}
 # A first update "flips about half" the weights when this share of them flips.
 MASS_FLIP_RANGE = (0.4, 0.6)

@@ -1,12 +1,12 @@
-"""The Bop2ndOrder study of seed 001 (CuauSuarez/Bop2ndOrder, spec section 3): its experiment
-designs as run configs, chart labels for its runs, and the measurements the chapters make beside
-the run records. The claims the chapters test are in :mod:`bnnlib_book.bop2.claims`.
+"""Bop2ndOrder (Suarez-Ramirez et al., 2021; code CuauSuarez/Bop2ndOrder): its experiment designs
+as labelled runs. The frames its pages draw are in :mod:`bnnlib_book.bop2.frames`, the claims
+they test in :mod:`bnnlib_book.bop2.claims`.
 
 The README gives one command per experiment; the designs below turn a chapter's parameters (data
-set, width, subset sizes, epochs, grids) into the list of :class:`bnnlib.experiment.config.RunConfig` dicts
-that command stands for, so the notebooks and the paper-recipe test run the same configs.
+set, width, subset sizes, epochs, grids) into the labelled runs that command stands for, so the
+notebooks, the summary's grader and the paper-recipe test use the same configs.
 
-Two facts of the authors' update rule (spec 3a) shape the chapters and are computed here rather
+Two facts of the authors' update rule shape the chapters and are computed here rather
 than asserted:
 
 - the "unbiased" score is the biased score times sqrt(sigma)/gamma, exactly, while the
@@ -33,7 +33,7 @@ VARIANTS = ("biased", "unbiased")
 SETS_5_1_1 = {"biased": "bop2ndOrder", "unbiased": "bop2ndOrder_unbiased"}
 SETS_TEST_EXP = {"biased": "bop2ndOrder_testExp", "unbiased": "bop2ndOrder_unbiased_testExp"}
 SETS_CIFAR = {"biased": "bop2ndOrder_CIFAR", "unbiased": "bop2ndOrder_unbiased_CIFAR"}
-# The README's values for sections 5.1.1-5.1.4 (spec 3b "README overrides per section").
+# The README's values for the paper's sections 5.1.1-5.1.4 (its per-section overrides).
 README_POINT = {"threshold": 1e-6, "gamma": 1e-7, "sigma": 1e-3}
 AXES = ("threshold", "gamma", "sigma")
 EXTRAS = ("adam_bias_correction", "equivalent_threshold", "bop")
