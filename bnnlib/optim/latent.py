@@ -13,7 +13,13 @@ from typing import Any
 import torch
 from torch.optim import Adam
 
+from ._contract import checked_params, unhooked
 from ._flip import check_hyper
+
+
+def _real(value: Any) -> Any:
+    """A one-element tensor hyper-parameter (torch allows tensor lr and betas) as a number."""
+    return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
 
 
 class ClippedAdam(Adam):
@@ -40,20 +46,32 @@ class ClippedAdam(Adam):
         for group in self.param_groups:
             group.setdefault("weight_clip", weight_clip)
             group.setdefault("grad_clip", grad_clip)
-            self._check_and_clamp(group)
+            self._check_group(group)
         self.defaults.update(weight_clip=weight_clip, grad_clip=grad_clip)
+        for group in self.param_groups:
+            self._clamp_weights(group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Validate the group (Adam's hyper-parameters and the clips, with the defaults filled in;
+        floating-point tensors given once) before torch appends it, then clamp its weights."""
+        constructed = "weight_clip" in self.defaults  # not during Adam's constructor
+        checked_params(param_group, type(self).__name__)
+        if constructed:
+            self._check_group({**self.defaults, **param_group})
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        if "weight_clip" in self.defaults:  # not during Adam's constructor
-            self._check_and_clamp(group)
+        if constructed:
+            self._clamp_weights(self.param_groups[-1])
 
-    def _check_and_clamp(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def _check_group(group: dict[str, Any]) -> None:
+        for name in ("lr", "eps", "weight_decay"):
+            check_hyper(name, _real(group[name]), 0.0, low_open=False, high=None)
+        betas = group["betas"]
+        if not (len(betas) == 2 and all(0.0 <= _real(b) < 1.0 for b in betas)):
+            raise ValueError(f"invalid betas={betas!r}: each beta must be in [0, 1)")
         for name in ("weight_clip", "grad_clip"):
             if group[name] is not None:
                 check_hyper(name, group[name], 0.0, low_open=True, high=None)
-        self._clamp_weights(group)
 
     @staticmethod
     @torch.no_grad()
@@ -75,7 +93,9 @@ class ClippedAdam(Adam):
             if clip is not None and grads:
                 torch._foreach_clamp_min_(grads, -clip)
                 torch._foreach_clamp_max_(grads, clip)
-        super().step()
+        # Adam's update as a part of this step: calling super().step() would run torch's step
+        # hooks a second time once any plain Adam has wrapped Adam.step with them.
+        unhooked(Adam.step)(self)
         for group in self.param_groups:
             self._clamp_weights(group)
         return loss
