@@ -32,6 +32,7 @@ import torch
 from torch.optim import Optimizer
 
 from ..quantizers import sign_plus
+from ._contract import checked_params
 
 IMPLS = ("foreach", "compiled", "reference")
 # Below this many elements per bucket the one-off compile costs more than it can save.
@@ -209,8 +210,11 @@ class FlipOptimizer(Optimizer, ABC):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Validate the group (hyper-parameters with the defaults filled in, floating-point
+        tensors given once) before torch appends it, so a rejected group changes nothing."""
+        checked_params(param_group, type(self).__name__)
+        self._check_group({**self.defaults, **param_group}, in_step=False)
         super().add_param_group(param_group)
-        self._check_group(self.param_groups[-1], in_step=False)
 
     @abstractmethod
     def _check_group(self, group: dict[str, Any], *, in_step: bool) -> None:
@@ -220,9 +224,18 @@ class FlipOptimizer(Optimizer, ABC):
     def _update(self, group: dict[str, Any], bucket: Bucket, impl: str) -> None:
         """Apply one step to ``bucket`` (tensors of one device and dtype) with ``impl``."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps defaults, state and param_groups only; the constructor's options persist
+        # too (the sign snapshots are rebuilt from the weights).
+        return {**super().__getstate__(), "track_flips": self.track_flips, "impl": self.impl}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_snapshots", {})
+        # Pickles made before these options were kept: flip counters in the state tell.
+        tracking = any("flips" in s for s in self.state.values() if isinstance(s, dict))
+        self.__dict__.setdefault("track_flips", tracking)
+        self.__dict__.setdefault("impl", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -348,8 +361,15 @@ class FlipOptimizer(Optimizer, ABC):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # torch casts every state tensor but "step" to the parameter's dtype; flip counts must
-        # stay exact int64.
-        super().load_state_dict(state_dict)
+        # stay exact int64, so they are read again from the dict torch loaded (the one the load
+        # pre hooks returned: a last pre hook sees it).
+        loaded: list[dict[str, Any]] = []
+        handle = self.register_load_state_dict_pre_hook(lambda _, sd: loaded.append(sd))
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
+        state_dict = loaded[-1]
         self._snapshots.clear()  # the weights may be loaded too; rebuild at the next step
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
