@@ -120,7 +120,16 @@ class BayesBiNN(torch.optim.Optimizer):
             "momentum": torch.zeros(numel, **kw),
             "prior_lamda": prior,
         }
-        self._prior_is_zero = not bool(prior.any())
+        self._build_buffers()
+
+    def _build_buffers(self) -> None:
+        """What a step needs besides the state, all derived from the parameters and the state:
+        rebuilt after a deepcopy or an unpickling, which keep only defaults, state and groups."""
+        self._params = self.param_groups[0]["params"]
+        ref = self._params[0]
+        numel = sum(p.numel() for p in self._params)
+        kw = {"dtype": ref.dtype, "device": ref.device}
+        self._prior_is_zero = not bool(self.state[STATE_KEY]["prior_lamda"].any())
         self._one = torch.ones((), **kw)
         # Work buffers, reused every step: the flat weights the parameters view, the noise (then the
         # gathered gradient), the scale s, its mu-dependent denominator, the Monte-Carlo sum (if S > 1).
@@ -131,8 +140,20 @@ class BayesBiNN(torch.optim.Optimizer):
         self._sum: torch.Tensor | None = None
         self._bind_parameters()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps defaults, state and param_groups only; the options persist too (the
+        # generator with its position in the noise stream), the work buffers are rebuilt.
+        return {**super().__getstate__(), "stale_mu": self.stale_mu, "generator": self.generator}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # also called by load_state_dict, with state and groups only
+        self.__dict__.setdefault("stale_mu", True)
+        self.__dict__.setdefault("generator", None)
+        if "_weights" not in self.__dict__:
+            self._build_buffers()
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if hasattr(self, "_weights"):
+        if "_weights" in self.__dict__:  # constructed
             raise ValueError("BayesBiNN's flat posterior is fixed at construction; build a new one")
         super().add_param_group(param_group)
 
@@ -302,22 +323,48 @@ class BayesBiNN(torch.optim.Optimizer):
             self._bind_parameters()
             yield
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, with the generator's state (the position in the noise stream) in
+        ``state["bayesbinn"]["generator"]`` when the optimizer has its own generator, so that a
+        twin that loads it draws the same noise. Post hooks see it already added."""
+        handle = self.register_state_dict_post_hook(_with_generator_state, prepend=True)
+        try:
+            return super().state_dict()
+        finally:
+            handle.remove()
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state dict, copying the flat state into this optimizer's own buffers (on its
-        device and dtype) so the loaded dict is never aliased."""
-        own = self.state[STATE_KEY]
+        device and dtype) so the loaded dict is never aliased, and the generator's state if it
+        holds one. A dict for other parameters is refused and changes nothing."""
+        old_state, old_groups = self.state, self.param_groups
+        own = old_state[STATE_KEY]
         super().load_state_dict(state_dict)
         loaded = self.state[STATE_KEY]
         for name in _STATE_TENSORS:
-            if loaded[name].shape != own[name].shape:
+            if name not in loaded or loaded[name].shape != own[name].shape:
+                got = tuple(loaded[name].shape) if name in loaded else "nothing"
+                self.state, self.param_groups = old_state, old_groups
                 raise ValueError(
-                    f"state {name!r} has shape {tuple(loaded[name].shape)}, this optimizer's"
-                    f" parameters need {tuple(own[name].shape)}"
+                    f"state {name!r} has shape {got}, this optimizer's parameters need"
+                    f" {tuple(own[name].shape)}"
                 )
+        for name in _STATE_TENSORS:
             own[name].copy_(loaded[name])
         own["step"] = int(loaded["step"])
+        generator_state = loaded.get("generator")
+        if generator_state is not None and self.generator is not None:
+            self.generator.set_state(generator_state.to("cpu", torch.uint8))
         self.state[STATE_KEY] = own
         self._prior_is_zero = not bool(own["prior_lamda"].any())
+
+
+def _with_generator_state(opt: BayesBiNN, state_dict: dict[str, Any]) -> dict[str, Any] | None:
+    if opt.generator is None:
+        return None
+    state = dict(state_dict["state"])  # the values are the live state: copy, never write into it
+    state[STATE_KEY] = {**state[STATE_KEY], "generator": opt.generator.get_state()}
+    return {**state_dict, "state": state}
 
 
 def _flat_like(t: torch.Tensor, numel: int, name: str) -> torch.Tensor:
