@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from ._contract import step_as_part_of
+
 Predicate = Callable[[torch.Tensor], bool]
 Factory = Callable[[list[torch.Tensor]], Optimizer]
 
@@ -60,6 +62,14 @@ class Router(Optimizer):
     evaluates the closure several times itself), it is stepped first with the closure and its
     loss is returned, then the others are stepped without it. Otherwise the closure (if any) is
     evaluated once with gradients enabled and every sub-optimizer is stepped.
+
+    torch's hook APIs see one optimizer: one ``router.step()`` is one call of torch's global step
+    hooks (``register_optimizer_step_pre_hook`` / ``..._post_hook``, with the Router as the
+    optimizer) and of the Router's own step hooks; the sub-optimizers' steps are parts of it, so
+    the global hooks do not run for them again, while hooks registered on a sub-optimizer itself
+    fire once per Router step. ``state_dict()`` and ``load_state_dict()`` run the Router's
+    state-dict hooks as torch's do (a post hook or a load pre hook may return a replacement),
+    and each sub-optimizer's own. ``copy.deepcopy`` and pickling keep the sub-optimizers.
     """
 
     def __init__(self, optimizers: Sequence[Optimizer]) -> None:
@@ -95,27 +105,47 @@ class Router(Optimizer):
         return list(self.optimizers)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Register a group that one of ``router.optimizers`` already holds (add it there first);
+        refused, changing nothing, if no sub-optimizer holds it or the Router already has it."""
         if not any(param_group is g for o in self.optimizers for g in o.param_groups):
             raise TypeError(
                 "Router.add_param_group: add the group to one of router.optimizers instead"
             )
+        if any(param_group is g for g in self.param_groups):
+            raise ValueError("Router.add_param_group: this param group is already in the Router")
         super().add_param_group(param_group)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps defaults, state and param_groups; the Router's state is a view of its
+        # sub-optimizers, which must be kept instead (param_groups are the same dicts as theirs).
+        return {
+            "optimizers": self.optimizers,
+            "defaults": self.defaults,
+            "param_groups": self.param_groups,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        optimizers = state["optimizers"]
+        state.setdefault("param_groups", [g for o in optimizers for g in o.param_groups])
+        state["state"] = _MergedState(optimizers)
+        super().__setstate__(state)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         consumer = next((o for o in self.optimizers if getattr(o, "consumes_closure", False)), None)
         if consumer is not None:
-            loss = consumer.step(closure)
+            loss = step_as_part_of(consumer, closure)
             for opt in self.optimizers:
                 if opt is not consumer:
-                    opt.step()
+                    step_as_part_of(opt)
             return loss
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for opt in self.optimizers:
-            opt.step()
+            step_as_part_of(opt)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -123,18 +153,43 @@ class Router(Optimizer):
             opt.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return [opt.state_dict() for opt in self.optimizers]
+        """The sub-optimizers' state dicts, in order, through the Router's state-dict hooks."""
+        for pre_hook in list(self._optimizer_state_dict_pre_hooks.values()):
+            pre_hook(self)
+        state: Any = [opt.state_dict() for opt in self.optimizers]
+        for post_hook in list(self._optimizer_state_dict_post_hooks.values()):
+            result = post_hook(self, state)
+            if result is not None:
+                state = result
+        return state
 
     def load_state_dict(self, state_dict: list[dict[str, Any]]) -> None:  # type: ignore[override]
+        """Load one state dict per sub-optimizer (after the Router's load pre hooks, which may
+        replace the list). The list is checked against every sub-optimizer's param groups before
+        any is loaded, so a mismatch changes nothing."""
+        for pre_hook in list(self._optimizer_load_state_dict_pre_hooks.values()):
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         if not isinstance(state_dict, list | tuple) or len(state_dict) != len(self.optimizers):
             got = len(state_dict) if isinstance(state_dict, list | tuple) else type(state_dict)
             raise ValueError(
                 f"Router.load_state_dict expects a list of {len(self.optimizers)} state dicts "
                 f"(one per sub-optimizer), got {got}"
             )
+        for i, (opt, sd) in enumerate(zip(self.optimizers, state_dict, strict=True)):
+            groups = sd.get("param_groups") if isinstance(sd, dict) else None
+            sizes = [len(g["params"]) for g in opt.param_groups]
+            if groups is None or [len(g["params"]) for g in groups] != sizes:
+                raise ValueError(
+                    f"Router.load_state_dict: state dict {i} does not match optimizers[{i}] "
+                    f"({type(opt).__name__}, param groups of sizes {sizes})"
+                )
         for opt, sd in zip(self.optimizers, state_dict, strict=True):
             opt.load_state_dict(sd)
         self.param_groups = [g for opt in self.optimizers for g in opt.param_groups]
+        for post_hook in list(self._optimizer_load_state_dict_post_hooks.values()):
+            post_hook(self)
 
 
 def _named_parameters(
