@@ -6,7 +6,7 @@ Every command validates its whole input first: a wrong name, key, type or value 
 naming it (with the valid choices) and exits with status 2 before anything is read or written.
 
 Exit status of ``train``: 0 done; 2 bad input (also a corrupt record or weights file ``test`` is
-asked to use); 3 training diverged (NaN, infinite, or above ``max_loss``: the last good checkpoint
+asked to use); 4 training diverged (NaN, infinite, or above ``max_loss``: the last good checkpoint
 is kept); 130 Ctrl-C and 143 SIGTERM (a resumable checkpoint is saved; the same command resumes).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from bnnlib.experiment import PROFILES
 
 EXIT_USAGE = 2
-EXIT_DIVERGED = 3
+EXIT_DIVERGED = 4  # 3 is taken by "another process trains this run" (the run lock)
 
 
 class UsageError(Exception):

@@ -668,10 +668,10 @@ def test_kill_9_then_rerun_resumes_to_the_same_record(
 
 
 @needs_mnist
-def test_a_cli_run_above_max_loss_exits_3_with_a_failure_record(tmp_path: Path) -> None:
+def test_a_cli_run_above_max_loss_exits_4_with_a_failure_record(tmp_path: Path) -> None:
     hp = "epochs=1,train_subset=600,test_subset=100,batch_size=50,width=0.125,max_loss=0.5"
     done = _complete(_train_cmd(tmp_path, hp))
-    assert done.returncode == 3, done.stderr
+    assert done.returncode == 4, done.stderr
     err = done.stderr
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "exceeded max_loss=0.5 at epoch 1, step 1" in err and "no checkpoint was written" in err
@@ -681,3 +681,60 @@ def test_a_cli_run_above_max_loss_exits_3_with_a_failure_record(tmp_path: Path) 
     data = json.loads(failure.read_text())
     assert data["status"] == "diverged" and data["epoch"] == 1 and data["step"] == 1
     assert data["config"]["hparams"]["max_loss"] == 0.5 and data["key"] == failure.stem
+
+
+@needs_mnist
+def test_a_checkpoint_of_another_model_is_set_aside_and_the_trainer_left_untouched(
+    tmp_path: Path, caplog
+) -> None:
+    other = RunConfig(
+        model="binary_mlp",
+        dataset="mnist",
+        hparams_set="bop",
+        hparams=SMALL,
+        model_kwargs={"width": 0.25},
+        device="cpu",
+    )
+    p_other = prepare(other, progress=False)
+    p_other.trainer.fit(p_other.data.train, 1, checkpoint_dir=tmp_path)
+    p = prepare(_cfg(), progress=False)
+    before = {k: v.clone() for k, v in p.model.state_dict().items()}
+    assert p.trainer.resume_from(tmp_path / CHECKPOINT_NAME) is False
+    _one_warning(caplog, "does not fit this run", "from scratch")
+    assert p.trainer.epoch == 0 and p.trainer.history == []
+    for k, v in p.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@needs_mnist
+def test_a_signal_during_evaluation_keeps_the_epoch_checkpoint(tmp_path: Path) -> None:
+    straight = prepare(_cfg(), progress=False)
+    h_straight = straight.trainer.fit(straight.data.train, 2, test=straight.data.test)
+    p = prepare(_cfg(), progress=False)
+    test = _SignalAt(p.data.test, signal.SIGTERM, epoch=0, index=1)
+    with pytest.raises(TrainingInterrupted, match="after epoch 1: its checkpoint is saved") as err:
+        p.trainer.fit(p.data.train, 2, test=test, checkpoint_dir=tmp_path)
+    assert err.value.step == 0 and err.value.exit_code == 143
+    resumed = prepare(_cfg(), progress=False)
+    h = resumed.trainer.fit(resumed.data.train, 2, test=resumed.data.test, checkpoint_dir=tmp_path)
+    assert _strip(h) == _strip(h_straight)
+
+
+@needs_mnist
+def test_bnnlib_test_accepts_weights_and_records_written_before_hashes(
+    tmp_path: Path, capsys
+) -> None:
+    args = ["binary_mlp", "--dataset", "mnist", "--hparams-set", "bop", "--device", "cpu"]
+    hp = "epochs=1,train_subset=600,test_subset=300,batch_size=50,width=0.125"
+    assert main(["train", *args, "--hparams", hp, "--logdir", str(tmp_path)]) == 0
+    record = Path(capsys.readouterr().out.split("run record: ")[1].split()[0])
+    weights = record.parent / CHECKPOINTS / record.stem / MODEL_FILE
+    state, _ = load_checkpoint(weights)
+    save_torch(weights, state)  # the plain state dict older runs saved
+    d = json.loads(record.read_text())
+    d.pop("sha256")
+    d["provenance"].pop("model_sha256")
+    record.write_text(json.dumps(d, indent=1))
+    assert main(["test", *args, "--hparams", hp, "--logdir", str(tmp_path)]) == 0
+    tested = json.loads(capsys.readouterr().out)
+    assert tested["test_acc"] == pytest.approx(d["final"]["test_acc"], abs=1e-9)
