@@ -738,3 +738,21 @@ def test_bnnlib_test_accepts_weights_and_records_written_before_hashes(
     assert main(["test", *args, "--hparams", hp, "--logdir", str(tmp_path)]) == 0
     tested = json.loads(capsys.readouterr().out)
     assert tested["test_acc"] == pytest.approx(d["final"]["test_acc"], abs=1e-9)
+
+
+@needs_mnist
+def test_a_sweep_re_run_repairs_a_truncated_record_instead_of_failing_it(
+    tmp_path: Path, caplog
+) -> None:
+    from bnnlib.experiment.sweep import run_configs
+
+    configs = [_cfg(epochs=1, threshold=t).to_dict() for t in (1e-8, 1e-7)]
+    first = run_configs(configs, tmp_path, log=None)
+    assert first.ok and len(first.ran) == 2
+    broken = tmp_path / f"{first.ran[0]}.json"
+    good = RunRecord.load(broken)
+    broken.write_text(broken.read_text()[:300])
+    again = run_configs(configs, tmp_path, log=None)
+    assert again.ok and again.ran == [first.ran[0]] and again.skipped == [first.ran[1]]
+    _one_warning(caplog, str(broken), "moved it aside")
+    assert RunRecord.load(broken).final == good.final
