@@ -169,6 +169,7 @@ def cached_record(results_dir: Path, key: str, force: bool) -> tuple[RunRecord |
     path = results_dir / f"{key}.json"
     ckpt_dir = results_dir / CHECKPOINTS / key
     remove_orphan_temps(results_dir, path.name)
+    remove_orphan_temps(results_dir / FAILURES, path.name)
     if path.exists() and not force:
         try:
             rec = RunRecord.load(path)

@@ -257,6 +257,7 @@ class Trainer:
                     ckpt, f"trainer checkpoint does not fit this run ({type(exc).__name__})"
                 ) from None
         except CorruptFileError as exc:
+            self.checkpointed = None
             moved = move_aside(ckpt)
             logger.warning(
                 "%s: %s; moved it aside to %s and training starts from scratch",
@@ -510,7 +511,8 @@ class Trainer:
             yield
         finally:
             for signum, old in previous.items():
-                signal.signal(signum, old)
+                # None: a handler not installed from Python, which cannot be put back
+                signal.signal(signum, signal.SIG_DFL if old is None else old)
             self._signalled = None
 
     def _stop(
