@@ -4,6 +4,10 @@ the BayesBiNN reproduction, ...), one entry point.
 
 Every command validates its whole input first: a wrong name, key, type or value prints one line
 naming it (with the valid choices) and exits with status 2 before anything is read or written.
+
+Exit status of ``train``: 0 done; 2 bad input (also a corrupt record or weights file ``test`` is
+asked to use); 4 training diverged (NaN, infinite, or above ``max_loss``: the last good checkpoint
+is kept); 130 Ctrl-C and 143 SIGTERM (a resumable checkpoint is saved; the same command resumes).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from bnnlib.experiment import PROFILES
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 4  # 3 is taken by "another process trains this run" (the run lock)
 
 
 class UsageError(Exception):
@@ -217,9 +222,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         record = run(
             cfg, results_dir, force=args.force, tensorboard=args.tensorboard, on_epoch=_print_epoch
         )
-    except TrainingDiverged as exc:
-        print(f"bnnlib train: stopped: {exc}", file=sys.stderr)
-        return 1
+    except (TrainingDiverged, KeyboardInterrupt) as exc:
+        return _stopped(exc)
     print(f"run record: {record.path}")
     print(json.dumps(record.final, indent=1))
     return 0
@@ -230,15 +234,37 @@ def _train_continual(args: argparse.Namespace, cfg, results_dir: Path) -> int:  
 
     if args.tasks < 1:
         raise UsageError(f"--tasks {args.tasks} must be >= 1")
+    from bnnlib.train.trainer import TrainingDiverged
+
     try:
         record = run_continual(
             cfg, args.tasks, use_prior=not args.no_prior, results_dir=results_dir, force=args.force
         )
+    except (TrainingDiverged, KeyboardInterrupt) as exc:
+        return _stopped(exc)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     print(f"run record: {record.path}")
     print(json.dumps(record.final, indent=1))
     return 0
+
+
+def _stopped(exc: BaseException) -> int:
+    """One line and the exit status for a run that diverged or was interrupted."""
+    from bnnlib.train.trainer import TrainingInterrupted
+
+    if isinstance(exc, TrainingInterrupted):
+        print(f"bnnlib train: stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        print(
+            "bnnlib train: interrupted outside the training loop; checkpoints already written are "
+            "kept and the same command resumes from them",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"bnnlib train: diverged: {exc}", file=sys.stderr)
+    return EXIT_DIVERGED
 
 
 def _print_epoch(m: dict[str, Any]) -> None:
@@ -247,10 +273,9 @@ def _print_epoch(m: dict[str, Any]) -> None:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    import torch
-
+    from bnnlib.atomic import CorruptFileError, load_checkpoint
     from bnnlib.experiment.records import RunRecord
-    from bnnlib.experiment.runs import CHECKPOINTS, prepare
+    from bnnlib.experiment.runs import CHECKPOINTS, MODEL_FILE, prepare
 
     cfg = _run_config(args)
     logdir = Path(args.logdir)
@@ -269,15 +294,34 @@ def _cmd_test(args: argparse.Namespace) -> int:
             f"no run record for this config (key {key}) in {logdir}; train it first with the same "
             "MODEL, --dataset, --hparams-set and --hparams"
         )
-    record = RunRecord.load(found)
-    weights = found.parent / CHECKPOINTS / record.key / "model.pt"
-    if not weights.exists():
-        raise UsageError(f"{found} has no saved weights at {weights}; re-train with --force")
+    retrain = "re-train with `bnnlib train` and --force"
+    try:
+        record = RunRecord.load(found)
+        weights = found.parent / CHECKPOINTS / record.key / MODEL_FILE
+        if not weights.exists():
+            raise UsageError(f"{found} has no saved weights at {weights}; {retrain}")
+        state, digest = load_checkpoint(weights, what="weights file", legacy=_is_state_dict)
+        expected = record.provenance.get("model_sha256")
+        if expected is not None and digest != expected:
+            raise CorruptFileError(weights, "weights file is not the one this run record saved")
+    except CorruptFileError as exc:
+        raise UsageError(f"{exc}; nothing was evaluated, {retrain}") from None
     prepared = prepare(cfg, progress=False)
-    prepared.model.load_state_dict(torch.load(weights, map_location=prepared.device))
+    try:
+        prepared.model.load_state_dict(state)
+    except RuntimeError as exc:  # keys or shapes of another model
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"{weights}: does not fit this model ({first}); {retrain}") from None
     metrics = prepared.trainer.evaluate(prepared.data.test)
     print(json.dumps({"record": str(found), **metrics}, indent=1))
     return 0
+
+
+def _is_state_dict(obj: Any) -> bool:
+    """Weights saved before weights files carried a content hash: a plain state dict."""
+    import torch
+
+    return isinstance(obj, dict) and all(torch.is_tensor(v) for v in obj.values())
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:

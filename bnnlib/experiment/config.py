@@ -147,6 +147,7 @@ _OPTIONAL_KEYS = {
     "grad_momentum",
     "trainset_scale",
     "stop_after_epochs",
+    "max_loss",
 }
 
 

@@ -67,6 +67,8 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     # Stop the run after this many epochs while every schedule still spans `epochs` (the
     # BayesBiNN paper's MNIST number after epoch 1 of its 500-epoch cosine).
     "stop_after_epochs": int,
+    # A loss above this is divergence (absent: the trainer's default ceiling, 1e30).
+    "max_loss": (int, float),
 }
 
 LR_SCHEDULES = ("keras", "cosine_epoch")
@@ -343,6 +345,7 @@ def validate_hparams(hp: dict[str, Any]) -> None:
     _check(
         hp, "stop_after_epochs", lambda v: 1 <= v <= hp["epochs"], f"in [1, epochs={hp['epochs']}]"
     )
+    _check(hp, "max_loss", lambda v: 0 < v < float("inf"), "a finite number > 0")
     _check(hp, "batch_size", lambda v: v >= 1, ">= 1")
     _check(hp, "train_subset", lambda v: v is None or v >= 1, ">= 1")
     _check(hp, "test_subset", lambda v: v is None or v >= 1, ">= 1")

@@ -1,11 +1,14 @@
 """Run records: what a run was (config), what it measured (history, final) and where (provenance).
 
 A record is one JSON file ``<results_dir>/<key>.json`` written atomically, so a reader and the
-sweep can trust any file they find: it is complete or it is absent.
+sweep can trust any file they find: it is complete or it is absent. Its ``sha256`` field is the
+hash of the rest of the record as canonical JSON (:func:`record_digest`), checked on load, and it
+holds finite numbers only (NaN and infinity are not JSON), so any JSON reader can read it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -14,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnnlib.atomic import write_json
+from bnnlib.atomic import CorruptFileError, non_finite_path, write_json
 
 SCHEMA_VERSION = 1
+_REQUIRED = ("key", "config", "history", "final", "provenance")
 
 
 @dataclass
@@ -43,15 +47,49 @@ class RunRecord:
         }
 
     def save(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
+        """Write the record atomically with its content hash. A NaN or infinite number anywhere
+        in it raises ValueError naming the field, and nothing is written."""
+        d = self.to_dict()
+        bad = non_finite_path(d)
+        if bad is not None:
+            raise ValueError(
+                f"{path}: run record field {bad[0]}={bad[1]!r} is not a finite number and JSON "
+                "cannot hold it; nothing was written"
+            )
+        write_json(path, {**d, "sha256": record_digest(d)}, allow_nan=False)
         self.path = Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> RunRecord:
-        d = json.loads(Path(path).read_text())
+        """Read and check a record. Refused with :class:`~bnnlib.atomic.CorruptFileError` (a
+        ValueError), one line naming the file: empty, not JSON (truncated or garbled), not a run
+        record, another schema, a missing field, or content that does not match its ``sha256``.
+        A record without ``sha256`` (written before records carried one) is accepted as it is.
+        What a caller does with a refused record is its policy: :func:`bnnlib.experiment.runs.run`
+        moves it aside and runs again; ``bnnlib test`` refuses to evaluate."""
+        path = Path(path)
+        text = path.read_bytes()
+        if not text.strip():
+            raise CorruptFileError(path, "run record is empty")
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptFileError(
+                path, f"run record is not valid JSON (truncated or garbled: {exc})"
+            ) from None
+        if not isinstance(d, dict):
+            raise CorruptFileError(path, "not a run record (a JSON object is expected)")
         if d.get("schema") != SCHEMA_VERSION:
-            raise ValueError(
-                f"{path}: run record schema {d.get('schema')!r}, expected {SCHEMA_VERSION}"
+            raise CorruptFileError(
+                path, f"run record schema {d.get('schema')!r}, expected {SCHEMA_VERSION}"
+            )
+        missing = [k for k in _REQUIRED if k not in d]
+        if missing:
+            raise CorruptFileError(path, f"run record lacks the field {missing[0]!r}")
+        digest = d.pop("sha256", None)
+        if digest is not None and digest != _digest_or_none(d):
+            raise CorruptFileError(
+                path, "run record content does not match its sha256 (the file was changed)"
             )
         return cls(
             key=d["key"],
@@ -88,6 +126,21 @@ def load_records(results_dir: str | Path, **where: Any) -> list[RunRecord]:
         ):
             out.append(rec)
     return out
+
+
+def record_digest(d: dict[str, Any]) -> str:
+    """sha256 of a record dict (without its ``sha256`` field) as canonical JSON: sorted keys, no
+    spaces, after a JSON round trip (so what is hashed is what a reader gets back)."""
+    plain = json.loads(json.dumps(d, allow_nan=False))
+    blob = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _digest_or_none(d: dict[str, Any]) -> str | None:
+    try:
+        return record_digest(d)
+    except ValueError:  # a NaN the writer would never have written
+        return None
 
 
 def _config_value(config: dict[str, Any], key: str) -> Any:

@@ -2,14 +2,24 @@
 
 ``run`` validates the whole config and checks the dataset before anything is written. A run whose
 record exists is loaded, not re-trained (records are keyed by the hash of the resolved config), and
-an interrupted run resumes from its last per-epoch checkpoint.
+an interrupted run resumes from its last checkpoint (per epoch, or mid-epoch after SIGINT/SIGTERM).
+
+What is trusted: a record, a checkpoint and the saved weights each carry the sha256 of their
+content. A corrupt, truncated, empty or foreign record is moved aside to
+``<key>.json.corrupt-<UTC time>`` with a one-line warning and the run is done again (it resumes
+from its checkpoint, so usually only the record is rewritten); a corrupt checkpoint is moved aside
+the same way and training starts from scratch (:meth:`Trainer.resume_from`). A run that diverges
+or is interrupted writes ``<results_dir>/failures/<key>.json`` (what a sweep writes for a failed
+config), removed again once the run completes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +28,23 @@ import torch
 from torch import nn
 
 from bnnlib import __version__
-from bnnlib.atomic import save_torch
+from bnnlib.atomic import (
+    CorruptFileError,
+    move_aside,
+    non_finite_path,
+    remove_orphan_temps,
+    save_checkpoint,
+    write_json,
+)
 from bnnlib.experiment.config import ResolvedConfig, RunConfig
 from bnnlib.experiment.records import RunRecord, git_commit, hardware_description
-from bnnlib.train.trainer import Trainer
+from bnnlib.train.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 CHECKPOINTS = ".ckpt"
+MODEL_FILE = "model.pt"
+FAILURES = "failures"  # the folder a sweep writes its failures to, shared with single runs
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +103,7 @@ def prepare(
         seed=cfg.seed,
         progress=progress,
         tensorboard_dir=tensorboard_dir,
+        max_loss=hp.get("max_loss"),
     )
     return Prepared(cfg, device, data, model, trainer)
 
@@ -95,8 +117,12 @@ def run(
     tensorboard: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunRecord:
-    """Train ``config`` to completion and write its record, or load the record if it exists."""
+    """Train ``config`` to completion and write its record, or load the record if it exists.
+
+    Raises :class:`~bnnlib.train.trainer.TrainingDiverged` or
+    :class:`~bnnlib.train.trainer.TrainingInterrupted` after writing the failure record."""
     cfg = resolve_config(config)
+    check_finite_config(cfg)
     results_dir = Path(results_dir)
     key = cfg.key()
     rec, path, ckpt_dir = cached_record(results_dir, key, force)
@@ -106,41 +132,102 @@ def run(
     prepared = prepare(cfg, progress=progress, tensorboard_dir=tb_dir)
     trainer, data = prepared.trainer, prepared.data
     start = time.perf_counter()
-    history = trainer.fit(
-        data.train,
-        run_epochs(cfg),
-        test=data.test,
-        val=data.val,
-        checkpoint_dir=ckpt_dir,
-        on_epoch=on_epoch,
-    )
+    with failure_record(results_dir, key, cfg.to_dict()):
+        history = trainer.fit(
+            data.train,
+            run_epochs(cfg),
+            test=data.test,
+            val=data.val,
+            checkpoint_dir=ckpt_dir,
+            on_epoch=on_epoch,
+        )
     extras = trainer.task.run_extras(trainer, data.test)
-    save_torch(ckpt_dir / "model.pt", prepared.model.state_dict())
     final = {k: v for k, v in history[-1].items() if k.startswith(("test_", "val_"))}
+    provenance = run_provenance(cfg, prepared, time.perf_counter() - start)
+    provenance["model_sha256"] = save_checkpoint(ckpt_dir / MODEL_FILE, prepared.model.state_dict())
     record = RunRecord(
         key=key,
         config=cfg.to_dict(),
         history=history,
         final=final,
-        provenance=run_provenance(cfg, prepared, time.perf_counter() - start),
+        provenance=provenance,
         extras=extras,
     )
     record.save(path)
+    clear_failure(results_dir, key)
     return record
 
 
 def cached_record(results_dir: Path, key: str, force: bool) -> tuple[RunRecord | None, Path, Path]:
     """(the complete record of ``key`` or None, its path, its checkpoint folder). With ``force``
-    no record is returned and old checkpoints are removed, so the run starts afresh."""
+    no record is returned and old checkpoints are removed, so the run starts afresh.
+
+    Temporary files a killed write of this run left are removed. A record that cannot be trusted
+    (see :meth:`RunRecord.load`), or that names another key, is moved aside to
+    ``<key>.json.corrupt-<UTC time>`` with a one-line warning and treated as missing: the run
+    is done again, from its checkpoint when one is there."""
     path = results_dir / f"{key}.json"
     ckpt_dir = results_dir / CHECKPOINTS / key
+    remove_orphan_temps(results_dir, path.name)
+    remove_orphan_temps(results_dir / FAILURES, path.name)
     if path.exists() and not force:
-        rec = RunRecord.load(path)
-        if rec.status == "complete":
-            return rec, path, ckpt_dir
+        try:
+            rec = RunRecord.load(path)
+            if rec.key != key:
+                raise CorruptFileError(path, f"run record of another run (key {rec.key!r})")
+        except CorruptFileError as exc:
+            moved = move_aside(path)
+            logger.warning(
+                "%s: %s; moved it aside to %s and the run is done again",
+                exc.path,
+                exc.reason,
+                moved.name,
+            )
+        else:
+            if rec.status == "complete":
+                return rec, path, ckpt_dir
     if force and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     return None, path, ckpt_dir
+
+
+def check_finite_config(cfg: ResolvedConfig) -> None:
+    """ValueError naming the first NaN or infinite number of the config: its record could not be
+    written as JSON, so the run is refused before it starts."""
+    bad = non_finite_path(cfg.to_dict())
+    if bad is not None:
+        raise ValueError(f"{bad[0]}={bad[1]!r} is not a finite number; give a finite value")
+
+
+@contextlib.contextmanager
+def failure_record(results_dir: Path, key: str, config: dict[str, Any]) -> Iterator[None]:
+    """Around training: a divergence or an interruption writes ``failures/<key>.json`` (key,
+    config, status, the one-line error, epoch, step and the checkpoint it resumes from) before
+    it propagates (:func:`clear_failure` removes it once the run completes)."""
+    failure = results_dir / FAILURES / f"{key}.json"
+    try:
+        yield
+    except (TrainingDiverged, TrainingInterrupted) as exc:
+        diverged = isinstance(exc, TrainingDiverged)
+        write_json(
+            failure,
+            {
+                "key": key,
+                "config": config,
+                "status": "diverged" if diverged else "interrupted",
+                "error": str(exc),
+                "epoch": exc.epoch,
+                "step": exc.step,
+                "checkpoint": str(exc.checkpoint) if exc.checkpoint is not None else None,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+        raise
+
+
+def clear_failure(results_dir: Path, key: str) -> None:
+    """Remove the failure record of ``key`` once its run record is written."""
+    (results_dir / FAILURES / f"{key}.json").unlink(missing_ok=True)
 
 
 def run_epochs(cfg: ResolvedConfig) -> int:

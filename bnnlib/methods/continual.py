@@ -27,6 +27,9 @@ from bnnlib.experiment.records import RunRecord
 from bnnlib.experiment.runs import (
     Prepared,
     cached_record,
+    check_finite_config,
+    clear_failure,
+    failure_record,
     prepare,
     resolve_config,
     run_provenance,
@@ -149,21 +152,28 @@ def run_continual(
     An interrupted run resumes from its per-epoch checkpoint in ``<results_dir>/.ckpt/<key>/``."""
     cfg = resolve_config(config)
     _check_settings(cfg, num_tasks, use_prior, eval_every_epoch)
+    check_finite_config(cfg)
     results_dir = Path(results_dir)
     key = record_key(cfg, num_tasks, use_prior, eval_every_epoch)
     rec, path, ckpt_dir = cached_record(results_dir, key, force)
     if rec is not None:
         return rec
+    config_dict = cfg.to_dict() | {
+        "num_tasks": num_tasks,
+        "use_prior": use_prior,
+        "eval_every_epoch": eval_every_epoch,
+    }
     prepared = prepare(cfg, progress=progress)
     start = time.perf_counter()
-    history = train_continual(
-        prepared,
-        num_tasks,
-        use_prior,
-        eval_every_epoch=eval_every_epoch,
-        checkpoint_dir=ckpt_dir,
-        on_epoch=on_epoch,
-    )
+    with failure_record(results_dir, key, config_dict):
+        history = train_continual(
+            prepared,
+            num_tasks,
+            use_prior,
+            eval_every_epoch=eval_every_epoch,
+            checkpoint_dir=ckpt_dir,
+            on_epoch=on_epoch,
+        )
     evals = task_evaluations(history)
     epochs = cfg.hparams["epochs"]
     provenance = run_provenance(cfg, prepared, time.perf_counter() - start)
@@ -172,14 +182,14 @@ def run_continual(
     final["test_acc"] = final["avg_acc"]
     record = RunRecord(
         key=key,
-        config=cfg.to_dict()
-        | {"num_tasks": num_tasks, "use_prior": use_prior, "eval_every_epoch": eval_every_epoch},
+        config=config_dict,
         history=history,
         final=final,
         provenance=provenance,
         extras={"task_evals": evals},
     )
     record.save(path)
+    clear_failure(results_dir, key)
     return record
 
 
@@ -196,8 +206,10 @@ def train_continual(
 
     The end-of-task evaluation is written into the history row of the task's last epoch before
     that epoch's checkpoint is saved, so a resumed run finds every finished task's numbers there.
-    A run resumes from ``checkpoint_dir`` when it holds a checkpoint; the task boundary steps
-    (prior, schedule restart) are idempotent, so a crash at a boundary resumes correctly."""
+    A run resumes from ``checkpoint_dir`` when it holds a checkpoint (:meth:`Trainer.resume_from`:
+    a corrupt one is moved aside and the run starts from scratch); the task boundary steps
+    (prior, schedule restart) are idempotent, so a crash at a boundary resumes correctly, and they
+    are not repeated for a checkpoint taken in the middle of a task's first epoch."""
     cfg = prepared.config
     _check_settings(cfg, num_tasks, use_prior, eval_every_epoch)
     trainer, data = prepared.trainer, prepared.data
@@ -207,15 +219,14 @@ def train_continual(
     tests = [PermutedLoader(data.test, p) for p in perms]
     tracker = _TaskTracker(tests, epochs, eval_every_epoch)
     trainer.add_callback(tracker)
-    ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        trainer.load_state_dict(torch.load(ckpt, map_location=trainer.device, weights_only=False))
+    if checkpoint_dir is not None:
+        trainer.resume_from(Path(checkpoint_dir) / CHECKPOINT_NAME)
     for task in range(1, num_tasks + 1):
         end = task * epochs
         if trainer.epoch >= end:
             continue
         tracker.task = task
-        if trainer.epoch == (task - 1) * epochs:
+        if trainer.epoch == (task - 1) * epochs and trainer.stopped_in_epoch is None:
             start_task(trainer, task, use_prior)
         trainer.fit(
             trains[task - 1], end, checkpoint_dir=checkpoint_dir, resume=False, on_epoch=on_epoch

@@ -31,6 +31,27 @@ class Meter(ABC):
     def summary(self, seen: int, prefix: str) -> dict[str, float]:
         """The epoch's metrics over ``seen`` (>= 1) samples, named ``{prefix}_...``."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far (tensors, lists of tensors and plain values), for a mid-epoch
+        checkpoint; :meth:`load_state_dict` continues them exactly."""
+        return {
+            k: (v.clone() if torch.is_tensor(v) else [t.clone() for t in v])
+            if torch.is_tensor(v) or (isinstance(v, list) and all(map(torch.is_tensor, v)))
+            else v
+            for k, v in vars(self).items()
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            own = getattr(self, k)
+            if torch.is_tensor(own):
+                own.copy_(v)
+            elif isinstance(own, list) and all(map(torch.is_tensor, own)):
+                for t, saved in zip(own, v, strict=True):
+                    t.copy_(saved)
+            else:
+                setattr(self, k, v)
+
 
 class Task(ABC):
     name: str

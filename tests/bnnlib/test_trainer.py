@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bnnlib.atomic import load_checkpoint
 from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.runs import prepare, run
 from bnnlib.train.trainer import CHECKPOINT_NAME, TrainingDiverged
@@ -50,11 +51,11 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     p = prepare(_cfg(), progress=False)
     p.trainer.fit(p.data.train, 1, checkpoint_dir=tmp_path)
-    good = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
+    good, _ = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     p.trainer.loss_fn = lambda out, y: out.sum() * float("nan")
     with pytest.raises(TrainingDiverged, match="epoch 1"):
         p.trainer.fit(p.data.train, 2, checkpoint_dir=tmp_path)
-    kept = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
+    kept, _ = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert kept["epoch"] == 1
     for k, v in good["model"].items():
         assert torch.equal(kept["model"][k], v)
