@@ -4,6 +4,8 @@ the BayesBiNN reproduction, ...), one entry point.
 
 Every command validates its whole input first: a wrong name, key, type or value prints one line
 naming it (with the valid choices) and exits with status 2 before anything is read or written.
+``train`` exits with status 3 (one line naming the run key and the pid) when another process is
+training the same run in the same folder (see :mod:`bnnlib.experiment.locks`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnlib.experiment import PROFILES
+from bnnlib.experiment.locks import EXIT_LOCKED, RunLocked
 
 EXIT_USAGE = 2
 
@@ -154,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"bnnlib {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunLocked as exc:
+        print(f"bnnlib {args.command}: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
 
 
 def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: ANN202

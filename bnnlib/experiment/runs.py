@@ -20,6 +20,7 @@ from torch import nn
 from bnnlib import __version__
 from bnnlib.atomic import save_torch
 from bnnlib.experiment.config import ResolvedConfig, RunConfig
+from bnnlib.experiment.locks import locked
 from bnnlib.experiment.records import RunRecord, git_commit, hardware_description
 from bnnlib.train.trainer import Trainer
 
@@ -86,6 +87,7 @@ def prepare(
     return Prepared(cfg, device, data, model, trainer)
 
 
+@locked(lambda a: (a["results_dir"], resolve_config(a["config"]).key()))  # one trainer per key
 def run(
     config: RunConfig | ResolvedConfig | dict[str, Any],
     results_dir: str | Path = "runs",
