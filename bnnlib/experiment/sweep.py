@@ -215,7 +215,8 @@ def _run_pool(
         worker.task, worker.began = (key, waited), time.perf_counter()
 
     def retire(worker: _Worker) -> None:
-        """Book a dead (or finished) worker: its unfinished config fails with the reason."""
+        """Remove a dead (or finished) worker from the pool: its unfinished config fails with the
+        reason."""
         worker.process.join(timeout=10)
         if worker.process.is_alive():  # its pipe broke but it lives on: make sure it is gone
             worker.process.kill()
@@ -419,7 +420,7 @@ def run_configs(
     queue: deque[tuple[str, bool]] = deque((key, False) for key in pending)
 
     def settle(key: str, waited: bool, outcome: str, detail: str | None, seconds: float) -> None:
-        """Book one config's outcome; a config locked by another process goes to the back of the
+        """Record one config's outcome; a config locked by another process goes to the back of the
         queue, to be waited for once the rest is done."""
         if outcome == "locked" and not waited:
             queue.append((key, True))

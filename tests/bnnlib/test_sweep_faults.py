@@ -260,7 +260,11 @@ def test_kill_9_of_the_sweep_stops_its_workers(tmp_path: Path, procs: list) -> N
     assert busy <= workers and len(workers) >= 2
     sweep.send_signal(signal.SIGKILL)
     sweep.wait(timeout=30)
-    wait_for(lambda: not any(alive(pid) for pid in workers), "the workers to exit", timeout=30)
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in workers), "the workers to exit", timeout=30)
+    finally:  # a failing run must not leave them training
+        for pid in filter(alive, workers):
+            os.kill(pid, signal.SIGKILL)
     for key in keys[:2]:  # their locks went with them
         with run_lock(results, key):
             pass
