@@ -190,7 +190,7 @@ def _run_pool(
             target=_worker_main,
             args=(theirs, os.getpid(), threads),
             name="bnnlib-sweep-worker",
-            daemon=True,
+            daemon=False,  # a run may start processes of its own; the finally below joins them
         )
         process.start()
         theirs.close()
