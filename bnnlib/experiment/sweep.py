@@ -427,6 +427,8 @@ def run_configs(
             if log is not None:
                 log(f"{detail.split(' (lock ')[0]}; coming back to it once the rest is done")
             return
+        if outcome == "locked":  # still locked after waiting: a lock the runner took itself
+            outcome = "failed"
         failure = target / FAILURES / f"{key}.json"
         if outcome == "ran":
             report.ran.append(key)

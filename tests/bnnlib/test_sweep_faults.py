@@ -373,23 +373,8 @@ def test_a_lock_is_exclusive_across_processes_and_dies_with_its_holder(
     tmp_path: Path, procs: list
 ) -> None:
     results = tmp_path / "runs"
-    hold = (
-        "import sys\n"
-        "from bnnlib.experiment.locks import run_lock\n"
-        f"with run_lock({str(results)!r}, 'abc'):\n"
-        "    print('held', flush=True)\n"
-        "    sys.stdin.read()\n"
-    )
-    holder_proc = subprocess.Popen(
-        [PYTHON, "-c", hold],
-        cwd=ROOT,
-        env=child_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder_proc = hold_lock(results, "abc")
     procs.append(holder_proc)
-    assert holder_proc.stdout.readline() == "held\n"
     with pytest.raises(RunLocked, match=f"run abc is being trained by pid {holder_proc.pid} "):
         with run_lock(results, "abc"):
             pass
@@ -411,3 +396,68 @@ def test_a_lock_leaves_no_folder_behind_for_a_run_that_wrote_nothing(tmp_path: P
             assert lock_path(results, "abc").exists()
             raise ValueError("bad input")
     assert not results.exists()
+
+
+def hold_lock(results: Path, key: str) -> subprocess.Popen:
+    """A process that holds ``key``'s lock until its stdin is closed."""
+    hold = (
+        "import sys\n"
+        "from bnnlib.experiment.locks import run_lock\n"
+        f"with run_lock({str(results)!r}, {key!r}):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-c", hold],
+        cwd=ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def quick_run(config: dict, results_dir: str, force: bool) -> RunRecord:
+    cfg = RunConfig.from_dict(config)
+    record = RunRecord(
+        key=cfg.key(),
+        config=cfg.resolve().to_dict(),
+        history=[{"epoch": 1, "train_loss": 0.5}],
+        final={"test_acc": 0.9},
+        provenance={"pid": os.getpid()},
+    )
+    record.save(Path(results_dir) / f"{record.key}.json")
+    return record
+
+
+def test_a_config_locked_elsewhere_waits_until_the_rest_is_done(
+    tmp_path: Path, procs: list
+) -> None:
+    """The holder goes away without a record (it failed): the sweep then trains the config."""
+    grid = {"seed": [0, 1]}
+    configs, keys = expand_grid(FAKE_BASE, grid), keys_of(FAKE_BASE, grid)
+    results = tmp_path / "runs"
+    other = hold_lock(results, keys[0])
+    procs.append(other)
+    lines: list[str] = []
+    done: dict[str, object] = {}
+    thread = threading.Thread(
+        target=lambda: done.update(
+            report=run_configs(configs, results, runner=quick_run, log=lines.append)
+        )
+    )
+    thread.start()
+    try:
+        wait_for(lambda: (results / f"{keys[1]}.json").exists(), "the free config to run")
+        assert lines[0] == (
+            f"run {keys[0]} is being trained by pid {other.pid}; coming back to it once the rest "
+            "is done"
+        )
+        assert not (results / f"{keys[0]}.json").exists() and thread.is_alive()  # waiting
+    finally:
+        other.stdin.close()
+        thread.join(timeout=60)
+    report = done["report"]
+    assert report.ok and report.ran == [keys[1], keys[0]] and report.skipped == []
