@@ -214,6 +214,7 @@ def _read(path: Path) -> str | None:
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_kill_9_of_a_training_worker_fails_its_config_only(tmp_path: Path, procs: list) -> None:
     grid = {"seed": [0, 1, 2]}
     grid_file = write_grid(tmp_path / "grid.yaml", MNIST_BASE, grid)
@@ -246,6 +247,7 @@ def test_kill_9_of_a_training_worker_fails_its_config_only(tmp_path: Path, procs
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_kill_9_of_the_sweep_stops_its_workers(tmp_path: Path, procs: list) -> None:
     base = {**MNIST_BASE, "hparams": {**MNIST_BASE["hparams"], "epochs": 500}}
     grid = {"seed": [0, 1, 2]}
@@ -299,6 +301,7 @@ def test_the_watchdog_stops_a_worker_whose_parent_dies_without_pdeathsig(
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_two_trains_of_one_run_key_train_it_once(tmp_path: Path, procs: list) -> None:
     cfg = RunConfig.from_dict(MNIST_BASE)
     key, results = cfg.key(), tmp_path / "logs" / "mnist" / "binary_mlp"
@@ -336,6 +339,7 @@ def test_two_trains_of_one_run_key_train_it_once(tmp_path: Path, procs: list) ->
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_two_sweeps_of_one_grid_train_each_run_once(tmp_path: Path, procs: list) -> None:
     grid = {"seed": [0, 1]}
     grid_file = write_grid(tmp_path / "grid.yaml", MNIST_BASE, grid)
