@@ -6,8 +6,10 @@ Every command validates its whole input first: a wrong name, key, type or value 
 naming it (with the valid choices) and exits with status 2 before anything is read or written.
 
 Exit status of ``train``: 0 done; 2 bad input (also a corrupt record or weights file ``test`` is
-asked to use); 4 training diverged (NaN, infinite, or above ``max_loss``: the last good checkpoint
-is kept); 130 Ctrl-C and 143 SIGTERM (a resumable checkpoint is saved; the same command resumes).
+asked to use); 3 another process is training the same run in the same folder (one line naming the
+run key and the pid; see :mod:`bnnlib.experiment.locks`); 4 training diverged (NaN, infinite, or
+above ``max_loss``: the last good checkpoint is kept); 130 Ctrl-C and 143 SIGTERM (a resumable
+checkpoint is saved; the same command resumes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnlib.experiment import PROFILES
+from bnnlib.experiment.locks import EXIT_LOCKED, RunLocked
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 4  # 3 is taken by "another process trains this run" (the run lock)
@@ -159,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"bnnlib {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunLocked as exc:
+        print(f"bnnlib {args.command}: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
 
 
 def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: ANN202

@@ -37,6 +37,7 @@ from bnnlib.atomic import (
     write_json,
 )
 from bnnlib.experiment.config import ResolvedConfig, RunConfig
+from bnnlib.experiment.locks import locked
 from bnnlib.experiment.records import RunRecord, git_commit, hardware_description
 from bnnlib.train.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -108,6 +109,7 @@ def prepare(
     return Prepared(cfg, device, data, model, trainer)
 
 
+@locked(lambda a: (a["results_dir"], resolve_config(a["config"]).key()))  # one trainer per key
 def run(
     config: RunConfig | ResolvedConfig | dict[str, Any],
     results_dir: str | Path = "runs",

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bnnlib.experiment.config import ResolvedConfig, RunConfig
+from bnnlib.experiment.locks import locked
 from bnnlib.experiment.records import RunRecord
 from bnnlib.experiment.runs import (
     Prepared,
@@ -132,6 +133,12 @@ def record_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+@locked(  # one trainer per key
+    lambda a: (
+        a["results_dir"],
+        record_key(a["config"], a["num_tasks"], a["use_prior"], a["eval_every_epoch"]),
+    )
+)
 def run_continual(
     config: RunConfig | ResolvedConfig | dict[str, Any],
     num_tasks: int = 5,
