@@ -34,10 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bnnlib.atomic import write_json
-from bnnlib.experiment.yamlfile import find_number_strings
+from bnnlib.experiment.yamlfile import find_number_strings, load_yaml_file
 
 GRID_KEYS = ("base", "grid", "results_dir")
 FAILURES = "failures"
@@ -64,7 +62,7 @@ class SweepReport:
 def load_grid(grid_file: str | Path) -> dict[str, Any]:
     """Read and check a grid file (keys, non-empty value lists, no number written as a string)."""
     grid_file = Path(grid_file)
-    data = yaml.safe_load(grid_file.read_text()) or {}
+    data = load_yaml_file(grid_file, "grid file") or {}
     if not isinstance(data, dict):
         raise ValueError(f"{grid_file}: a grid file must be a mapping with keys {list(GRID_KEYS)}")
     unknown = sorted(set(data) - set(GRID_KEYS))
