@@ -307,7 +307,10 @@ def load_bayesbinn_config(path: str | Path, method: str | None = None) -> BayesB
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"run file {path}: not valid JSON ({err})") from None
-    return BayesBiNNConfig.from_dict(data, method=method)
+    try:
+        return BayesBiNNConfig.from_dict(data, method=method)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"run file {path}: {err}") from None
 
 
 def cosine_epoch_lr(epoch: int, lr_init: float, lr_final: float, epochs: int) -> float:

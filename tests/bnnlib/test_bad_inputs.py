@@ -230,6 +230,16 @@ CASES: dict[str, Case] = {
         ("run.json", "not valid JSON"),
         setup=_write("run.json", '{"epochs": 1,'),
     ),
+    "config-unknown-key": Case(
+        ["train", "--config", "run.json"],
+        ("run.json", "'bogus'"),
+        setup=_write("run.json", '{"bogus": 1}'),
+    ),
+    "config-wrong-type": Case(
+        ["train", "--config", "run.json"],
+        ("run.json", "'epochs'"),
+        setup=_write("run.json", '{"epochs": "ten"}'),
+    ),
     "config-missing": Case(["train", "--config", "nothere.json"], ("nothere.json", "not exist")),
     "book-params-malformed-yaml": Case(
         ["--root", str(REPO), "run", "01_bop_ablation", "-f", "p.yaml", "--output", "o.ipynb"],
