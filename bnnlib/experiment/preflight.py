@@ -65,11 +65,16 @@ def _available_devices() -> str:
 
 
 def check_run(
-    cfg: ResolvedConfig, results_dir: str | Path | None = None, *, label: str = "results folder"
+    cfg: ResolvedConfig,
+    results_dir: str | Path | None = None,
+    *,
+    label: str = "results folder",
+    check_data: bool = True,
 ) -> None:
     """Every check of a resolved run that needs no data decoded: device, model arguments against
-    the dataset's images, subset and batch sizes, the dataset's files and the cache folder; with
-    ``results_dir`` also that folder (``label`` names it in the message)."""
+    the dataset's images, subset and batch sizes, the dataset's files and the cache folder (unless
+    ``check_data`` is False, for a dataset already checked); with ``results_dir`` also that folder
+    (``label`` names it in the message)."""
     from bnnlib.data import check_dataset, check_split_sizes, dataset_info
     from bnnlib.models import check_model_args
     from bnnlib.models.registry import check_input_shape
@@ -88,7 +93,8 @@ def check_run(
         train_subset=hp["train_subset"],
         test_subset=hp["test_subset"],
     )
-    check_dataset(cfg.dataset)
+    if check_data:
+        check_dataset(cfg.dataset)
     if results_dir is not None:
         check_results_dir(Path(results_dir), checkpoint_bytes(model), label=label)
 

@@ -175,6 +175,7 @@ def run_configs(
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     target = Path(results_dir)
+    default_runner = runner is None
     if runner is None:
         from bnnlib.experiment.runs import run as runner
 
@@ -193,6 +194,8 @@ def run_configs(
             report.skipped.append(key)
         else:
             pending[key] = config
+    if default_runner:
+        _check_pending(pending, target, source)
 
     def finished(key: str, error: str | None, seconds: float) -> None:
         failure = target / FAILURES / f"{key}.json"
@@ -228,6 +231,22 @@ def run_configs(
                 finished(futures[future], error, seconds)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _check_pending(pending: dict[str, dict[str, Any]], target: Path, source: str) -> None:
+    """What :func:`bnnlib.experiment.runs.run` checks before a run (device, model, sizes, data,
+    cache and results folders), for every config that will run, before the first one starts."""
+    from bnnlib.experiment.config import RunConfig
+    from bnnlib.experiment.preflight import check_run
+
+    datasets: set[str] = set()
+    for key, config in pending.items():
+        cfg = RunConfig.from_dict(config).resolve()
+        try:
+            check_run(cfg, target, check_data=cfg.dataset not in datasets)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: config {key} {config}: {err}") from None
+        datasets.add(cfg.dataset)
 
 
 def run_and_load(

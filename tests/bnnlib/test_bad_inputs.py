@@ -205,6 +205,17 @@ CASES: dict[str, Case] = {
         ("gamma=inf", "finite"),
         setup=_grid(GOOD_GRID_BASE + "grid: {hparams.gamma: [.inf]}\n"),
     ),
+    "sweep-subset-too-big": Case(
+        ["sweep", "grid.yaml", "--results-dir", "res"],
+        ("grid.yaml", "train_subset", "1..60000"),
+        setup=_grid(GOOD_GRID_BASE + "grid: {hparams.train_subset: [100, 70000]}\n"),
+    ),
+    "sweep-device-cuda": Case(
+        ["sweep", "grid.yaml", "--results-dir", "res"],
+        ("grid.yaml", "'cuda'"),
+        setup=_grid(GOOD_GRID_BASE + "grid: {device: [cuda]}\n"),
+        marks=[pytest.mark.skipif(_has_cuda(), reason="CUDA is available")],
+    ),
     # summary
     "summary-input-shape-channels": Case(
         ["summary", "binarynet", "--input-shape", "1,28,28"], ("--input-shape 1,28,28", "3,32,32")
