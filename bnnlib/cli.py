@@ -33,6 +33,13 @@ class UsageError(Exception):
     """Bad input found before any work started."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (the command, the error, a pointer to --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parse_hparams(text: str | None) -> dict[str, Any]:
     """``k=v,k2=v2`` as the released code's ``--hparams`` takes it. Values are literals (numbers,
     booleans, quoted strings, dicts) read with ``ast.literal_eval``, never ``eval``; a bare word is
@@ -96,7 +103,7 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bnnlib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="bnnlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def run_args(p: argparse.ArgumentParser, logdir_help: str) -> None:
@@ -168,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: ANN202
-    from bnnlib.data import DatasetNotFoundError, check_dataset
+    from bnnlib.data import DatasetNotFoundError
     from bnnlib.experiment.config import RunConfig
 
     try:
@@ -190,10 +197,20 @@ def _run_config(args: argparse.Namespace, profile: str | None = None):  # noqa: 
                 profile=profile,
             )
         resolved = cfg.resolve()
-        check_dataset(resolved.dataset)
     except (ValueError, TypeError, DatasetNotFoundError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     return resolved
+
+
+def _check_inputs(cfg, logdir: Path | None = None) -> None:  # noqa: ANN001
+    """What the run needs besides a valid config (device, model, sizes, data, cache folder and,
+    for training, the results folder), checked before anything is read or written."""
+    from bnnlib.experiment.preflight import check_run
+
+    try:
+        check_run(cfg, logdir, label="--logdir")
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: ANN202
@@ -218,10 +235,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from bnnlib.train.trainer import TrainingDiverged
 
     cfg = _run_config(args, args.profile)
+    results_dir = Path(args.logdir) / cfg.dataset / cfg.model
+    _check_inputs(cfg, None if args.dry_run else results_dir)
     if args.dry_run:
         print(json.dumps(dry_run(cfg), indent=1))
         return 0
-    results_dir = Path(args.logdir) / cfg.dataset / cfg.model
     if args.tasks is not None:
         return _train_continual(args, cfg, results_dir)
     try:
@@ -284,6 +302,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     from bnnlib.experiment.runs import CHECKPOINTS, MODEL_FILE, prepare
 
     cfg = _run_config(args)
+    _check_inputs(cfg)
     logdir = Path(args.logdir)
     key = cfg.key()
     candidates = (
@@ -331,25 +350,33 @@ def _is_state_dict(obj: Any) -> bool:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from bnnlib.models import create_model, list_models
+    from bnnlib.models import check_model_args, create_model, list_models
     from bnnlib.summary import summary
 
     if args.list or not args.model:
         print("\n".join(list_models()))
         return 0 if args.list else EXIT_USAGE
     kwargs = parse_hparams(args.hparams)
+    shape = _input_shape(args.input_shape)
     try:
+        check_model_args(args.model, kwargs, shape)
         model = create_model(args.model, **kwargs)
     except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
-    shape = None
-    if args.input_shape:
-        try:
-            shape = tuple(int(s) for s in args.input_shape.split(","))
-        except ValueError:
-            raise UsageError(f"--input-shape {args.input_shape!r} is not like 3,32,32") from None
+        raise UsageError(str(exc).replace("input shape", "--input-shape", 1)) from None
     print(summary(model, shape))
     return 0
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"--input-shape {text!r} is not like 3,32,32") from None
+    if any(d < 1 for d in shape):
+        raise UsageError(f"--input-shape {text!r}: every size must be >= 1, like 3,32,32")
+    return shape
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -19,8 +19,15 @@ class UsageError(Exception):
     """Bad input found before any work started."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (the command, the error, a pointer to --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bnnlib-book", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="bnnlib-book", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--root", type=Path, default=Path("."), help="the book's folder (default: current)"
     )

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bnnlib.experiment.yamlfile import find_number_strings, is_number_string, number_string_error
+from bnnlib.experiment.yamlfile import (
+    find_number_strings,
+    is_number_string,
+    load_yaml_file,
+    number_string_error,
+)
 
 
 def parse_parameters(source: str, name: str = "parameters cell") -> dict[str, Any]:
@@ -50,7 +53,7 @@ def parse_parameters(source: str, name: str = "parameters cell") -> dict[str, An
 
 def load_params(path: str | Path) -> dict[str, Any]:
     """A params YAML file as a dict (an empty file is no overrides)."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_yaml_file(path, "params file")
     if data is None:
         return {}
     if not isinstance(data, dict):

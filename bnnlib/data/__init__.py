@@ -5,7 +5,7 @@ Typical use: ``bundle = build_loaders("cifar10-jpeg", "resize_and_flip", 50, dev
 """
 
 from .arrays import ImageArrays
-from .loaders import BatchLoader, DataBundle, build_loaders, derive_seed
+from .loaders import BatchLoader, DataBundle, build_loaders, check_split_sizes, derive_seed
 from .paths import cache_dir, data_dir
 from .preprocess import (
     Preprocess,
@@ -41,6 +41,7 @@ __all__ = [
     "build_loaders",
     "cache_dir",
     "check_dataset",
+    "check_split_sizes",
     "clip_noise",
     "data_dir",
     "dataset_cache_folder",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .preprocess import Preprocess, get_preprocess
-from .registry import DatasetInfo, check_dataset, load_dataset
+from .registry import DatasetInfo, check_dataset, dataset_info, load_dataset
 from .splits import stratified_subset
 from .splits import validation_split as split_validation
 
@@ -111,6 +111,44 @@ class DataBundle:
     preprocess: Preprocess
 
 
+def check_split_sizes(
+    dataset: str,
+    batch_size: int,
+    *,
+    validation_split: float = 0.0,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    drop_last_train: bool = True,
+) -> None:
+    """Check subset and batch sizes against the sizes of ``dataset``'s splits (from its
+    :class:`DatasetInfo`, so nothing is read): ValueError naming the key and its valid range."""
+    info = dataset_info(dataset)
+    n_val = int(math.floor(validation_split * info.train_size))
+    if validation_split > 0 and n_val == 0:
+        raise ValueError(
+            f"validation_split={validation_split} holds out no image of the {info.train_size} "
+            f"training images of {dataset}; use at least {1 / info.train_size:.2g}, or 0"
+        )
+    n_train = info.train_size - n_val
+    after = f" left after validation_split={validation_split}" if n_val else ""
+    if n_train < 1:
+        raise ValueError(
+            f"validation_split={validation_split} leaves no training image of {dataset}"
+        )
+    if train_subset is not None:
+        _check_subset("train_subset", train_subset, n_train, f"training images of {dataset}{after}")
+    if test_subset is not None:
+        _check_subset("test_subset", test_subset, info.test_size, f"test images of {dataset}")
+    used = train_subset if train_subset is not None else n_train
+    if drop_last_train and batch_size > used:
+        what = f"train_subset={train_subset}" if train_subset is not None else "the training set"
+        what += f", validation_split={validation_split}" if n_val else ""
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {used} training images of {dataset} "
+            f"({what}), so no full training batch is left; use 1..{used}"
+        )
+
+
 def _check_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -147,6 +185,14 @@ def build_loaders(
     if isinstance(validation_split, bool) or not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     preprocess = get_preprocess(preprocess_fn)
+    check_split_sizes(
+        dataset,
+        batch_size,
+        validation_split=validation_split,
+        train_subset=train_subset,
+        test_subset=test_subset,
+        drop_last_train=drop_last_train,
+    )
     check_dataset(dataset)
     info, arrays = load_dataset(dataset)
 
@@ -205,6 +251,7 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.require(array, requirements=["C", "W"])).to(device)
 
 
-def _check_subset(name: str, value: object, available: int) -> None:
+def _check_subset(name: str, value: object, available: int, what: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= available:
-        raise ValueError(f"{name} must be an int in 1..{available}, got {value!r}")
+        of = f" (the {available} {what})" if what else ""
+        raise ValueError(f"{name} must be an int in 1..{available}, got {value!r}{of}")

@@ -7,6 +7,7 @@ so everything bnnlib produces (decoded ``.npy`` arrays, torchvision downloads) g
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 DATA_DIR_ENV = "BNNLIB_DATA_DIR"
@@ -23,3 +24,17 @@ def cache_dir() -> Path:
     """The writable cache folder: ``BNNLIB_CACHE_DIR``, default ``~/.cache/bnnlib`` (not created here)."""
     value = os.environ.get(CACHE_DIR_ENV, "").strip()
     return Path(value).expanduser() if value else Path.home() / ".cache" / "bnnlib"
+
+
+def writable_folder(folder: Path) -> bool:
+    """Whether a file can be created in the existing folder ``folder``: the permission bits and a
+    probe file, removed at once (root ignores the bits, a read-only mount does not)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".bnnlib-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True

@@ -44,10 +44,40 @@ _CIFAR_TRAIN = 50_000
 _JPEG_NAME = re.compile(r"^(train|test)/([a-z]+)/(\d+)\.jpg$")
 
 
+def check_idx_file(path: Path, dims: tuple[int, ...]) -> None:
+    """Check a gzipped unsigned-byte IDX file without decompressing it: the gzip magic, the IDX
+    header (type code, ``dims``) and the gzip trailer's uncompressed size, which a truncated or
+    garbled file does not match. ValueError naming the file otherwise."""
+    path = Path(path)
+    expected = 4 + 4 * len(dims) + int(np.prod(dims))
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+            fh.seek(-4, 2)
+            isize = int.from_bytes(fh.read(4), "little")
+        with gzip.open(path, "rb") as fh:
+            header = fh.read(4 + 4 * len(dims))
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path}: unreadable gzip IDX file ({err})") from None
+    if magic != b"\x1f\x8b":
+        raise ValueError(f"{path}: not a gzip file")
+    want = bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    if header != want:
+        raise ValueError(f"{path}: IDX header {header.hex()} is not that of {dims} unsigned bytes")
+    if isize != expected % 2**32:
+        raise ValueError(
+            f"{path}: truncated or corrupt (its gzip trailer says {isize} bytes, "
+            f"expected {expected})"
+        )
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Parse a gzipped IDX file holding unsigned bytes (type code 0x08) into an array of its dims."""
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: truncated or corrupt gzip file ({err})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (header {raw[:4].hex()})")
     ndim = raw[3]

@@ -18,11 +18,12 @@ from functools import partial
 from pathlib import Path
 
 from .arrays import ImageArrays, cached_arrays_exist, load_arrays, save_arrays
-from .paths import DATA_DIR_ENV, cache_dir, data_dir
+from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, cache_dir, data_dir, writable_folder
 from .readers import (
     MNIST_FILES,
     PNG_TEST_BATCH,
     PNG_TRAIN_BATCHES,
+    check_idx_file,
     read_jpeg_tar,
     read_labels_js,
     read_mnist_raw,
@@ -137,8 +138,29 @@ def check_dataset(name: str) -> DatasetInfo:
     are neither cached, nor in BNNLIB_DATA_DIR, nor downloadable. Returns the info otherwise."""
     info = dataset_info(name)
     if not cached_arrays_exist(_cache_folder(name)):
+        check_cache_dir()
         _locate(name)
     return info
+
+
+def check_cache_dir() -> Path:
+    """The cache folder, checked writable without creating it: ValueError naming
+    ``BNNLIB_CACHE_DIR`` when it (or the nearest existing folder above it) is a file or cannot be
+    written."""
+    folder = cache_dir()
+    where = f"{CACHE_DIR_ENV}={folder}"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"{where}: {existing} is a file, not a folder; point {CACHE_DIR_ENV} at a writable folder"
+        )
+    if not writable_folder(existing):
+        raise ValueError(
+            f"{where}: {existing} is not writable; point {CACHE_DIR_ENV} at a writable folder"
+        )
+    return folder
 
 
 def load_dataset(name: str) -> tuple[DatasetInfo, ImageArrays]:
@@ -245,6 +267,7 @@ def _locate_mnist() -> Callable[[], ImageArrays]:
     looked.append(str(folders[-1]))
     for folder in folders:
         if all((folder / f).is_file() for f in MNIST_FILES.values()):
+            _check_mnist_files(folder)
             return partial(read_mnist_raw, folder)
     dataset_cls = _torchvision_class("MNIST")
     if _reachable(_download_url(dataset_cls)):
@@ -255,6 +278,25 @@ def _locate_mnist() -> Callable[[], ImageArrays]:
         f"{', '.join(MNIST_FILES.values())}, or run online so torchvision downloads it into "
         f"{_torchvision_root()}"
     )
+
+
+def _check_mnist_files(folder: Path) -> None:
+    info = DATASETS["mnist"]
+    dims = {
+        "train_x": (info.train_size, *info.image_shape[1:]),
+        "train_y": (info.train_size,),
+        "test_x": (info.test_size, *info.image_shape[1:]),
+        "test_y": (info.test_size,),
+    }
+    for key, name in MNIST_FILES.items():
+        try:
+            check_idx_file(folder / name, dims[key])
+        except ValueError as err:
+            raise DatasetNotFoundError(
+                f"dataset 'mnist': {err}; replace it with a good copy (the file of that name from "
+                f"the MNIST mirror, checked against its MD5 sum), or remove the folder so "
+                f"torchvision downloads MNIST into {_torchvision_root()}"
+            ) from None
 
 
 def _locate_torchvision(name: str, class_name: str, folder: str) -> Callable[[], ImageArrays]:

@@ -77,6 +77,8 @@ class RunConfig:
         _expect(self.model, str, "model")
         _expect(self.dataset, str, "dataset")
         _expect(self.seed, int, "seed")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"run config seed={self.seed}: must be an int in 0..{2**32 - 1}")
         if self.model not in list_models():
             raise ValueError(
                 f"unknown model {self.model!r}; choose one of {', '.join(list_models())}"

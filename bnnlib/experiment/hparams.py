@@ -19,6 +19,7 @@ runs about 25.6 times longer than the training).
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from bnnlib.optim.bayesbinn import EVAL_KINDS
@@ -334,6 +335,8 @@ def validate_hparams(hp: dict[str, Any]) -> None:
             raise TypeError(
                 f"hparams {key}={value!r}: expected {names}, got {type(value).__name__}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"hparams {key}={value!r}: must be a finite number")
     if hp["optimizer"] not in list_optimizers():
         raise ValueError(
             f"hparams optimizer={hp['optimizer']!r}; choose one of {', '.join(list_optimizers())}"

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bnnlib.experiment.yamlfile import read_config_text
+
 METHODS = ("bayesbinn", "ste")
 SEED_KEYS = (
     "dataset",
@@ -300,12 +302,15 @@ class BayesBiNNConfig:
 
 def load_bayesbinn_config(path: str | Path, method: str | None = None) -> BayesBiNNConfig:
     """Read and validate a BayesBiNN/STE JSON run file."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-    return BayesBiNNConfig.from_dict(data, method=method)
+    text = read_config_text(path, "run file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"run file {path}: not valid JSON ({err})") from None
+    try:
+        return BayesBiNNConfig.from_dict(data, method=method)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"run file {path}: {err}") from None
 
 
 def cosine_epoch_lr(epoch: int, lr_init: float, lr_final: float, epochs: int) -> float:

@@ -72,11 +72,12 @@ def prepare(
     tensorboard_dir: str | Path | None = None,
 ) -> Prepared:
     """Build data, model, optimizer and trainer for ``config`` (validated first)."""
-    from bnnlib.data import build_loaders, check_dataset
+    from bnnlib.data import build_loaders
+    from bnnlib.experiment.preflight import check_run
     from bnnlib.experiment.recipes import build_model, build_recipe
 
     cfg = resolve_config(config)
-    check_dataset(cfg.dataset)
+    check_run(cfg)
     hp = cfg.hparams
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -127,6 +128,7 @@ def run(
     check_finite_config(cfg)
     results_dir = Path(results_dir)
     key = cfg.key()
+    check_before_work(cfg, results_dir, force)
     rec, path, ckpt_dir = cached_record(results_dir, key, force)
     if rec is not None:
         return rec
@@ -158,6 +160,15 @@ def run(
     record.save(path)
     clear_failure(results_dir, key)
     return record
+
+
+def check_before_work(cfg: ResolvedConfig, results_dir: Path, force: bool) -> None:
+    """Everything the run needs (device, model, sizes, data, cache, ``results_dir``), checked
+    before a file is touched; a complete record is served without training, so it skips them."""
+    from bnnlib.experiment.preflight import check_run
+
+    if force or not (results_dir / f"{cfg.key()}.json").exists():
+        check_run(cfg, results_dir)
 
 
 def cached_record(results_dir: Path, key: str, force: bool) -> tuple[RunRecord | None, Path, Path]:

@@ -59,11 +59,9 @@ from multiprocessing import connection
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bnnlib.atomic import write_json
 from bnnlib.experiment.locks import RunLocked, run_lock
-from bnnlib.experiment.yamlfile import find_number_strings
+from bnnlib.experiment.yamlfile import find_number_strings, load_yaml_file
 
 GRID_KEYS = ("base", "grid", "results_dir")
 FAILURES = "failures"
@@ -90,7 +88,7 @@ class SweepReport:
 def load_grid(grid_file: str | Path) -> dict[str, Any]:
     """Read and check a grid file (keys, non-empty value lists, no number written as a string)."""
     grid_file = Path(grid_file)
-    data = yaml.safe_load(grid_file.read_text()) or {}
+    data = load_yaml_file(grid_file, "grid file") or {}
     if not isinstance(data, dict):
         raise ValueError(f"{grid_file}: a grid file must be a mapping with keys {list(GRID_KEYS)}")
     unknown = sorted(set(data) - set(GRID_KEYS))
@@ -398,6 +396,7 @@ def run_configs(
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     target = Path(results_dir)
+    default_runner = runner is None
     if runner is None:
         from bnnlib.experiment.runs import run as runner
 
@@ -416,6 +415,8 @@ def run_configs(
             report.skipped.append(key)
         else:
             pending[key] = config
+    if default_runner:
+        _check_pending(pending, target, source)
 
     queue: deque[tuple[str, bool]] = deque((key, False) for key in pending)
 
@@ -455,6 +456,22 @@ def run_configs(
         _run_pool(runner, pending, queue, str(target), force, workers, settle)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _check_pending(pending: dict[str, dict[str, Any]], target: Path, source: str) -> None:
+    """What :func:`bnnlib.experiment.runs.run` checks before a run (device, model, sizes, data,
+    cache and results folders), for every config that will run, before the first one starts."""
+    from bnnlib.experiment.config import RunConfig
+    from bnnlib.experiment.preflight import check_run
+
+    datasets: set[str] = set()
+    for key, config in pending.items():
+        cfg = RunConfig.from_dict(config).resolve()
+        try:
+            check_run(cfg, target, check_data=cfg.dataset not in datasets)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: config {key} {config}: {err}") from None
+        datasets.add(cfg.dataset)
 
 
 def run_and_load(

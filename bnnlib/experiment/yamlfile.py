@@ -9,6 +9,7 @@ message that names the key instead of a string reaching an optimizer.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -41,3 +42,32 @@ def find_number_strings(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             find_number_strings(item, f"{where}[{i}]")
+
+
+def read_config_text(path: str | Path, what: str = "config file") -> str:
+    """The text of the config file ``path``; ValueError of one line naming it when it is missing,
+    a folder, unreadable or not UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give the file itself")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not a UTF-8 text file") from None
+    except OSError as err:
+        raise ValueError(f"{what} {path} cannot be read ({err.strerror})") from None
+
+
+def load_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
+    """``path`` parsed with ``yaml.safe_load``; malformed YAML is a ValueError of one line naming
+    the file, the line and the column."""
+    text = read_config_text(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{what} {path}: not valid YAML{where}: {problem}") from None

@@ -7,12 +7,20 @@ Importing this package imports every model module, and each registers its factor
 from __future__ import annotations
 
 from . import autoencoder, bayesbinn, binarynet, mlp
-from .registry import create_model, get_model_factory, list_models, register_model, scaled_width
+from .registry import (
+    check_model_args,
+    create_model,
+    get_model_factory,
+    list_models,
+    register_model,
+    scaled_width,
+)
 
 __all__ = [
     "autoencoder",
     "bayesbinn",
     "binarynet",
+    "check_model_args",
     "create_model",
     "get_model_factory",
     "list_models",
