@@ -38,3 +38,17 @@ def writable_folder(folder: Path) -> bool:
     os.close(fd)
     os.unlink(probe)
     return True
+
+
+def check_writable_location(folder: Path, where: str, fix: str) -> Path:
+    """The nearest existing folder at or above ``folder`` (which need not exist), checked to be a
+    folder a file can be created in; ValueError ``"<where>: ... ; <fix>"`` otherwise. Nothing is
+    created."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{where}: {existing} is a file, not a folder; {fix}")
+    if not writable_folder(existing):
+        raise ValueError(f"{where}: {existing} is not writable (read-only or no permission); {fix}")
+    return existing

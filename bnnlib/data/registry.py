@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from .arrays import ImageArrays, cached_arrays_exist, load_arrays, save_arrays
-from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, cache_dir, data_dir, writable_folder
+from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, cache_dir, check_writable_location, data_dir
 from .readers import (
     MNIST_FILES,
     PNG_TEST_BATCH,
@@ -148,18 +148,8 @@ def check_cache_dir() -> Path:
     ``BNNLIB_CACHE_DIR`` when it (or the nearest existing folder above it) is a file or cannot be
     written."""
     folder = cache_dir()
-    where = f"{CACHE_DIR_ENV}={folder}"
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(
-            f"{where}: {existing} is a file, not a folder; point {CACHE_DIR_ENV} at a writable folder"
-        )
-    if not writable_folder(existing):
-        raise ValueError(
-            f"{where}: {existing} is not writable; point {CACHE_DIR_ENV} at a writable folder"
-        )
+    fix = f"point {CACHE_DIR_ENV} at a writable folder"
+    check_writable_location(folder, f"{CACHE_DIR_ENV}={folder}", fix)
     return folder
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bnnlib.data.paths import writable_folder
+from bnnlib.data.paths import check_writable_location
 from bnnlib.experiment.config import ResolvedConfig
 
 # A checkpoint holds the weights and up to three optimizer tensors per weight (Adam's two moments,
@@ -112,18 +112,9 @@ def check_results_dir(
     """``folder`` (existing or not yet created) can hold the run's files: every existing part of
     it is a folder, the nearest existing one is writable (a probe file, removed at once), and its
     disk has ``need_bytes`` free. Nothing is created."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(
-            f"{label} {folder}: {existing} is a file, not a folder; give a folder for the results"
-        )
-    if not writable_folder(existing):
-        raise ValueError(
-            f"{label} {folder}: {existing} is not writable (read-only or no permission); give a "
-            "writable folder"
-        )
+    existing = check_writable_location(
+        folder, f"{label} {folder}", "give a writable folder for the results"
+    )
     free = shutil.disk_usage(existing).free
     if free < need_bytes:
         raise ValueError(
