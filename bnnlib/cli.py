@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bnnlib.experiment import PROFILES
+from bnnlib.experiment import PROFILES, RESULTS_DIR
 from bnnlib.experiment.locks import EXIT_LOCKED, RunLocked
 
 EXIT_USAGE = 2
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto")
-        p.add_argument("--logdir", default="runs", help=logdir_help)
+        p.add_argument("--logdir", default=RESULTS_DIR, help=logdir_help)
 
     train = sub.add_parser("train", help="train a model (like the released code's `train` command)")
     run_args(train, "results folder; records go to LOGDIR/<dataset>/<model>/<key>.json")

@@ -36,6 +36,7 @@ from bnnlib.atomic import (
     save_checkpoint,
     write_json,
 )
+from bnnlib.experiment import RESULTS_DIR
 from bnnlib.experiment.config import ResolvedConfig, RunConfig
 from bnnlib.experiment.locks import locked
 from bnnlib.experiment.records import RunRecord, git_commit, hardware_description
@@ -113,7 +114,7 @@ def prepare(
 @locked(lambda a: (a["results_dir"], resolve_config(a["config"]).key()))  # one trainer per key
 def run(
     config: RunConfig | ResolvedConfig | dict[str, Any],
-    results_dir: str | Path = "runs",
+    results_dir: str | Path = RESULTS_DIR,
     *,
     force: bool = False,
     progress: bool | None = None,

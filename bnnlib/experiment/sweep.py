@@ -2,7 +2,7 @@
 
 A grid file (YAML)::
 
-    results_dir: runs/bop_ablation        # optional; the caller's results_dir wins
+    results_dir: results/tau_gamma        # optional; the caller's results_dir wins
     base:                                 # a RunConfig dict (see bnnlib.experiment.config)
       model: binaryvgg
       dataset: cifar10

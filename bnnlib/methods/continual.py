@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from bnnlib.experiment import RESULTS_DIR
 from bnnlib.experiment.config import ResolvedConfig, RunConfig
 from bnnlib.experiment.locks import locked
 from bnnlib.experiment.records import RunRecord
@@ -143,7 +144,7 @@ def run_continual(
     config: RunConfig | ResolvedConfig | dict[str, Any],
     num_tasks: int = 5,
     use_prior: bool = True,
-    results_dir: str | Path = "runs/continual",
+    results_dir: str | Path = Path(RESULTS_DIR) / "continual",
     *,
     force: bool = False,
     progress: bool | None = None,
