@@ -551,15 +551,6 @@ def _mnist(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-@pytest.fixture
-def one_thread():
-    """Small matrices on a shared 2-core machine: a second intra-op thread only adds contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def train_mnist_subset(seed: int, optimizer_cls=BayesBiNN, epochs: int = 6) -> float:
     """Test accuracy (mode network) after ``epochs`` epochs; also used to check a broken update."""
     torch.manual_seed(seed)

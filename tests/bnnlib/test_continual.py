@@ -3,7 +3,6 @@ boundary (prior, schedule restart), the record, resume, and that the prior reduc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,9 @@ from bnnlib.methods.continual import (
     task_evaluations,
     train_continual,
 )
-from tests.conftest import needs_mnist
+from tests.conftest import FixedBatches, needs_mnist
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(epochs: int = 3, seed: int = 0, **hparams: Any) -> RunConfig:
@@ -66,29 +59,11 @@ def test_permutations_are_fixed_permutations_per_seed_and_task() -> None:
         permutations(2, seed=-1)
 
 
-class _Batches:
-    """A loader over fixed batches, recording the epochs it is set to."""
-
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.batches = batches
-        self.epochs: list[int] = []
-        self.num_samples = sum(y.shape[0] for _, y in batches)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epochs.append(epoch)
-
-
 def test_permuted_loader_reorders_every_channel_and_keeps_the_loader_interface() -> None:
     gen = torch.Generator().manual_seed(0)
     images = [torch.randn(4, 2, 3, 5, generator=gen) for _ in range(2)]
     labels = [torch.arange(4), torch.arange(4, 8)]
-    base = _Batches(list(zip(images, labels, strict=True)))
+    base = FixedBatches(list(zip(images, labels, strict=True)))
     perm = permutations(1, seed=0, num_pixels=15)[0]
     loader = PermutedLoader(base, perm)
     assert (len(loader), loader.num_samples) == (2, 8)
@@ -100,7 +75,7 @@ def test_permuted_loader_reorders_every_channel_and_keeps_the_loader_interface()
         for c in range(2):
             for i in range(15):
                 assert torch.equal(px[:, c].flatten(1)[:, i], x[:, c].flatten(1)[:, perm[i]])
-    flat = PermutedLoader(_Batches([(images[0].flatten(1)[:, :15], labels[0])]), perm)
+    flat = PermutedLoader(FixedBatches([(images[0].flatten(1)[:, :15], labels[0])]), perm)
     ((fx, _),) = list(flat)
     assert torch.equal(fx, images[0].flatten(1)[:, :15][:, perm])
     with pytest.raises(ValueError, match="15 pixels"):

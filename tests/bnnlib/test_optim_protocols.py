@@ -15,6 +15,7 @@ from bnnlib.optim import (
     sub_optimizers,
 )
 from bnnlib.train.trainer import Trainer
+from tests.conftest import FixedBatches
 
 
 def _param() -> torch.nn.Parameter:
@@ -40,23 +41,9 @@ def test_flip_counting_and_evaluation_networks_are_recognised_by_isinstance() ->
     assert not any(isinstance(o, EvaluationNetworks) for o in (counting, adam))
 
 
-class _Batches:
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
-
-
 def test_trainer_reports_flips_only_of_optimizers_that_count_them() -> None:
     torch.manual_seed(0)
-    batches = _Batches([(torch.randn(4, 2), torch.randint(0, 3, (4,))) for _ in range(2)])
+    batches = FixedBatches([(torch.randn(4, 2), torch.randint(0, 3, (4,))) for _ in range(2)])
     for track, expect in ((True, True), (False, False)):
         model = torch.nn.Linear(2, 3, bias=False)
         trainer = Trainer(

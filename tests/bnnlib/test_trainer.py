@@ -12,7 +12,7 @@ from bnnlib.atomic import load_checkpoint
 from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.runs import prepare, run
 from bnnlib.train.trainer import CHECKPOINT_NAME, TrainingDiverged
-from tests.conftest import needs_mnist
+from tests.conftest import FixedBatches, needs_mnist
 
 SMALL = {"epochs": 2, "train_subset": 600, "test_subset": 300, "batch_size": 50}
 
@@ -107,22 +107,6 @@ def test_stop_after_epochs_keeps_the_schedule_length(tmp_path: Path) -> None:
         ).resolve()
 
 
-class _Batches:
-    """A fixed list of batches with the trainer's loader interface."""
-
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
-
-
 def test_every_scheduled_key_is_recorded_in_the_history() -> None:
     """A key the recipes may schedule is also recorded: one list (SCHEDULED_KEYS) drives both."""
     from bnnlib.optim import (
@@ -140,7 +124,7 @@ def test_every_scheduled_key_is_recorded_in_the_history() -> None:
     opt = torch.optim.SGD([group], lr=1.0)
     schedules = {k: ExponentialDecay(1.0 + i, 1, 0.5) for i, k in enumerate(SCHEDULED_KEYS)}
     sched = HyperparameterScheduler(opt, schedules)
-    loader = _Batches([(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)])
+    loader = FixedBatches([(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)])
     trainer = Trainer(model, opt, torch.nn.CrossEntropyLoss(), scheduler=sched, progress=False)
     history = trainer.fit(loader, 2)
     for epoch, metrics in enumerate(history, start=1):
@@ -170,7 +154,7 @@ def test_denoising_metrics_and_probs_averaging_only_for_classification() -> None
     model = torch.nn.Conv2d(1, 1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     trainer = Trainer(model, opt, torch.nn.MSELoss(), task="denoising", eval_average="probs")
-    metrics = trainer.fit(_Batches([(x, y)]), 1, test=_Batches([(x, y)]))[0]
+    metrics = trainer.fit(FixedBatches([(x, y)]), 1, test=FixedBatches([(x, y)]))[0]
     assert [k for k in metrics if "psnr" in k] == [
         "train_psnr_peak1",
         "train_psnr_peak2",

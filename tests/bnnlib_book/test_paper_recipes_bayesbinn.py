@@ -17,8 +17,7 @@ from bnnlib.experiment.runs import dry_run
 from bnnlib_book.bayesbinn import claims as bayesbinn_claims
 from bnnlib_book.bayesbinn import design as study
 from bnnlib_book.bayesbinn import frames
-from bnnlib_book.params import load_params
-from bnnlib_book.runner import notebook_parameters
+from bnnlib_book.runner import chapter_params
 from tests.conftest import needs_cifar_png, needs_mnist
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +27,7 @@ NOTEBOOK = "06_bayesbinn"
 
 def profile_params(profile: str) -> dict[str, Any]:
     """What papermill would run: the parameters cell overridden by the profile's file."""
-    defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{NOTEBOOK}.py")
-    return {**defaults, **load_params(REPO_ROOT / "params" / NOTEBOOK / f"{profile}.yaml")}
+    return chapter_params(NOTEBOOK, profile, REPO_ROOT)
 
 
 def chapter_configs(profile: str) -> dict[str, list[dict[str, Any]]]:

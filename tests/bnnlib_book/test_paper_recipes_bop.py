@@ -27,8 +27,7 @@ from bnnlib_book.bop.claims import (
 from bnnlib_book.bop.design import AblationDesign, DenoisingDesign
 from bnnlib_book.bop.frames import AblationResults, psnr_table, vispics_table
 from bnnlib_book.papers import reported
-from bnnlib_book.params import load_params
-from bnnlib_book.runner import notebook_parameters
+from bnnlib_book.runner import chapter_params, notebook_parameters
 from tests.conftest import needs_cifar_png
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +42,7 @@ TAUS = [1e-10, 1e-9, 5e-8, 1e-8, 1e-7, 5e-7, 1e-6]
 
 def profile_params(notebook: str, profile: str) -> dict[str, Any]:
     """What papermill would run: the parameters cell overridden by the profile's file."""
-    defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{notebook}.py")
-    return {**defaults, **load_params(REPO_ROOT / "params" / notebook / f"{profile}.yaml")}
+    return chapter_params(notebook, profile, REPO_ROOT)
 
 
 def offline(config: dict[str, Any]) -> dict[str, Any]:

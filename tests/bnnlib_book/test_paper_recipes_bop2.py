@@ -37,7 +37,6 @@ from bnnlib_book.grading import (
     judge_direction,
     status_counts,
 )
-from bnnlib_book.params import load_params
 from bnnlib_book.runner import chapter_params, notebook_parameters
 from bnnlib_book.runs import LabelledRun, configs, labels_by_key
 from tests.conftest import needs_cifar_png
@@ -54,8 +53,7 @@ README = {"threshold": 1e-6, "gamma": 1e-7, "sigma": 1e-3}
 
 def profile_params(notebook: str, profile: str) -> dict[str, Any]:
     """What papermill would run: the parameters cell overridden by the profile's file."""
-    defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{notebook}.py")
-    return {**defaults, **load_params(REPO_ROOT / "params" / notebook / f"{profile}.yaml")}
+    return chapter_params(notebook, profile, REPO_ROOT)
 
 
 def chapter_configs(profile: str) -> dict[str, list[dict[str, Any]]]:
