@@ -15,10 +15,12 @@ from typing import Any, TypeVar, overload
 import torch
 from torch import nn
 
+from bnnlib.registry import Registry
+
 ModelFactory = Callable[..., nn.Module]
 FactoryT = TypeVar("FactoryT", bound=ModelFactory)
 
-_MODELS: dict[str, ModelFactory] = {}
+_MODELS: Registry[ModelFactory] = Registry("model", sort=True)
 
 
 @overload
@@ -39,13 +41,7 @@ def register_model(
     replacing a model would make a config build a different network than its name says."""
 
     def decorate(factory: FactoryT) -> FactoryT:
-        key = name or factory.__name__
-        if key in _MODELS:
-            raise ValueError(
-                f"model {key!r} is already registered by {_MODELS[key].__module__}."
-                f"{_MODELS[key].__qualname__}"
-            )
-        _MODELS[key] = factory
+        _MODELS.add(name or factory.__name__, factory, factory)
         return factory
 
     return decorate if fn is None else decorate(fn)
@@ -53,17 +49,12 @@ def register_model(
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def get_model_factory(name: str) -> ModelFactory:
     """The factory registered as ``name``; ValueError listing the valid names otherwise."""
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; choose one of {', '.join(list_models())}"
-        ) from None
+    return _MODELS.get(name)
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:

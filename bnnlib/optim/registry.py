@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import torch
 from torch.optim import Optimizer
 
+from bnnlib.registry import Registry
+
 from .bayesbinn import BayesBiNN
 from .bop import Bop
 from .bop2 import Bop2ndOrder
@@ -33,7 +35,7 @@ class OptimizerEntry:
     whole_model: bool = False
 
 
-_OPTIMIZERS: dict[str, OptimizerEntry] = {}
+_OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer")
 
 
 def register_optimizer(name: str, *, whole_model: bool = False) -> Callable[[BuilderT], BuilderT]:
@@ -41,12 +43,7 @@ def register_optimizer(name: str, *, whole_model: bool = False) -> Callable[[Bui
     silently replacing a builder would make a config train with another optimizer than it says."""
 
     def decorate(builder: BuilderT) -> BuilderT:
-        if name in _OPTIMIZERS:
-            old = _OPTIMIZERS[name].builder
-            raise ValueError(
-                f"optimizer {name!r} is already registered by {old.__module__}.{old.__qualname__}"
-            )
-        _OPTIMIZERS[name] = OptimizerEntry(name, builder, whole_model)
+        _OPTIMIZERS.add(name, OptimizerEntry(name, builder, whole_model), builder)
         return builder
 
     return decorate
@@ -54,17 +51,12 @@ def register_optimizer(name: str, *, whole_model: bool = False) -> Callable[[Bui
 
 def list_optimizers() -> list[str]:
     """Names of all registered optimizers, in registration order."""
-    return list(_OPTIMIZERS)
+    return _OPTIMIZERS.names()
 
 
 def get_optimizer_entry(name: str) -> OptimizerEntry:
     """The entry registered as ``name``; ValueError listing the known names otherwise."""
-    try:
-        return _OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r}; choose one of {', '.join(list_optimizers())}"
-        ) from None
+    return _OPTIMIZERS.get(name)
 
 
 def create_optimizer(

@@ -74,7 +74,7 @@ def test_unknown_kwarg_is_a_type_error_naming_it() -> None:
 
 
 def test_register_by_decorator_and_duplicate_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry, "_MODELS", registry._MODELS.copy())
 
     @register_model
     def tiny(num_classes: int = 3) -> nn.Module:

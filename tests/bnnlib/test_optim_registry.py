@@ -58,16 +58,17 @@ def test_unknown_optimizer_names_the_known_ones() -> None:
         validate_hparams(hp)
 
 
-def test_a_registered_optimizer_is_valid_in_hparams_and_a_name_is_taken_once() -> None:
+def test_a_registered_optimizer_is_valid_in_hparams_and_a_name_is_taken_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry, "_OPTIMIZERS", registry._OPTIMIZERS.copy())
+
     @register_optimizer("test_sgd")
     def _sgd(params, *, lr: float, **_):  # noqa: ANN001, ANN202
         return torch.optim.SGD(params, lr=lr)
 
-    try:
-        hp = get_hparams("binary_mlp", "bop") | {"optimizer": "test_sgd"}
-        validate_hparams(hp)
-        assert type(create_optimizer("test_sgd", _params(), **hp)) is torch.optim.SGD
-        with pytest.raises(ValueError, match="'test_sgd' is already registered"):
-            register_optimizer("test_sgd")(_sgd)
-    finally:
-        del registry._OPTIMIZERS["test_sgd"]
+    hp = get_hparams("binary_mlp", "bop") | {"optimizer": "test_sgd"}
+    validate_hparams(hp)
+    assert type(create_optimizer("test_sgd", _params(), **hp)) is torch.optim.SGD
+    with pytest.raises(ValueError, match="'test_sgd' is already registered"):
+        register_optimizer("test_sgd")(_sgd)
