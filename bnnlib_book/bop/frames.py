@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,21 +48,33 @@ ABLATION_METRICS = {
 }
 
 
-def ablation_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per (Bop run of ``binaryvgg``, epoch); accuracies in percent."""
-    rows = []
+def _bop_runs(records: Iterable[RunRecord]) -> Iterator[tuple[RunRecord, dict[str, Any]]]:
+    """The Bop runs of ``binaryvgg`` among ``records``, each with the columns that name it."""
     for rec in records:
         hp, kwargs = rec.config["hparams"], rec.config.get("model_kwargs", {})
         if rec.config["model"] != "binaryvgg" or hp.get("optimizer") != "bop":
             continue
+        yield (
+            rec,
+            {
+                "key": rec.key,
+                "norm": NORM_LABELS.get(kwargs.get("norm_layer", "BatchNormalization")),
+                "threshold": hp["threshold"],
+                "gamma": hp["gamma"],
+                "epochs": hp["epochs"],
+            },
+        )
+
+
+def ablation_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per (Bop run of ``binaryvgg``, epoch); accuracies in percent."""
+    rows = []
+    for rec, run in _bop_runs(records):
+        kwargs = rec.config.get("model_kwargs", {})
         for h in rec.history:
             rows.append(
                 {
-                    "key": rec.key,
-                    "norm": NORM_LABELS.get(kwargs.get("norm_layer", "BatchNormalization")),
-                    "threshold": hp["threshold"],
-                    "gamma": hp["gamma"],
-                    "epochs": hp["epochs"],
+                    **run,
                     "dataset": rec.config["dataset"],
                     "width": float(kwargs.get("width", 1.0)),
                     "train_size": rec.provenance.get("train_size"),
@@ -81,26 +93,14 @@ def flip_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     layer), plus the size-weighted mean over layers as layer "all layers". Zero ratios are
     dropped, because the charts draw them on a log scale."""
     rows = []
-    for rec in records:
-        hp, kwargs = rec.config["hparams"], rec.config.get("model_kwargs", {})
-        if rec.config["model"] != "binaryvgg" or hp.get("optimizer") != "bop":
-            continue
+    for rec, run in _bop_runs(records):
         for h in rec.history:
             ratios = {**h.get("flip_ratio", {}), "all layers": h.get("flip_ratio_mean", 0.0)}
-            for layer, ratio in ratios.items():
-                if ratio > 0:
-                    rows.append(
-                        {
-                            "key": rec.key,
-                            "norm": NORM_LABELS.get(kwargs.get("norm_layer", "BatchNormalization")),
-                            "threshold": hp["threshold"],
-                            "gamma": hp["gamma"],
-                            "epochs": hp["epochs"],
-                            "epoch": h["epoch"],
-                            "layer": layer,
-                            "flip_ratio": ratio,
-                        }
-                    )
+            rows += [
+                {**run, "epoch": h["epoch"], "layer": layer, "flip_ratio": ratio}
+                for layer, ratio in ratios.items()
+                if ratio > 0
+            ]
     columns = ["key", "norm", "threshold", "gamma", "epochs", "epoch", "layer", "flip_ratio"]
     return pd.DataFrame(rows, columns=columns)
 
