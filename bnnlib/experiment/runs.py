@@ -60,12 +60,6 @@ class Prepared:
     trainer: Trainer
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def prepare(
     config: RunConfig | ResolvedConfig | dict[str, Any],
     *,
@@ -74,13 +68,13 @@ def prepare(
 ) -> Prepared:
     """Build data, model, optimizer and trainer for ``config`` (validated first)."""
     from bnnlib.data import build_loaders
-    from bnnlib.experiment.preflight import check_run
+    from bnnlib.experiment.preflight import check_device, check_run
     from bnnlib.experiment.recipes import build_model, build_recipe
 
     cfg = resolve_config(config)
     check_run(cfg)
     hp = cfg.hparams
-    device = resolve_device(cfg.device)
+    device = check_device(cfg.device)
     torch.manual_seed(cfg.seed)
     data = build_loaders(
         cfg.dataset,
