@@ -11,6 +11,12 @@ A binary layer has an *input quantizer* (applied to its activations) and a *weig
 
 Binary and latent weights are marked ``param.precision = 1`` (larq's convention) so that the
 optimizer router and :func:`bnnlib.summary` can find them without knowing the model.
+
+Switchable layers (:class:`SwitchableLinear`, :class:`SwitchableConv2d`) are ordinary float layers
+whose weight can be switched, at any time, to its sign (``torch_sign``: no scale, no clipping, the
+gradient straight through to the float weight). Layer-by-layer binarization
+(:mod:`bnnlib.methods.layerwise`) switches them one by one; their input is never quantized. Their
+weights are not marked 1-bit: the float weights are what the optimizer trains.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnnlib.quantizers import Quantizer, get_quantizer, sign_plus
+from bnnlib.quantizers import Quantizer, get_quantizer, sign_plus, torch_sign
 
 WEIGHT_MODES = ("binary", "latent", "real")
 
@@ -166,3 +172,50 @@ class BinaryConvTranspose2d(_BinaryMixin, nn.ConvTranspose2d):
             self.groups,
             self.dilation,
         )
+
+
+class _SwitchableMixin:
+    """``binary`` says whether the forward pass uses sign(weight) or the weight itself. It is kept
+    in the module's state_dict (as extra state), so a saved model evaluates the way it trained,
+    and it is a Python bool, so the forward pass never waits on the device to read it."""
+
+    weight: nn.Parameter
+    binary: bool = False
+
+    def used_weight(self) -> torch.Tensor:
+        return torch_sign(self.weight) if self.binary else self.weight
+
+    def get_extra_state(self) -> dict[str, bool]:
+        return {"binary": self.binary}
+
+    def set_extra_state(self, state: dict[str, bool]) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("binary"), bool):
+            raise ValueError(f"switchable layer state must be {{'binary': bool}}, got {state!r}")
+        self.binary = state["binary"]
+
+    def extra_repr(self) -> str:  # type: ignore[override]
+        return f"{super().extra_repr()}, binary={self.binary}"  # type: ignore[misc]
+
+
+class SwitchableLinear(_SwitchableMixin, nn.Linear):
+    """nn.Linear (PyTorch's initialisation, bias by default) whose weight can be switched to its
+    sign; the bias stays real."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.used_weight(), self.bias)
+
+
+class SwitchableConv2d(_SwitchableMixin, nn.Conv2d):
+    """nn.Conv2d whose weight can be switched to its sign; a bias, if any, stays real."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.used_weight(), self.bias)
+
+
+Switchable = (SwitchableLinear, SwitchableConv2d)
+
+
+def switchable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every switchable layer in ``named_modules`` order: the input-to-output
+    order when a model registers its layers in the order its forward pass uses them."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, Switchable)]

@@ -1,8 +1,10 @@
 """Sign quantizers and their straight-through gradients.
 
-Every quantizer maps to {-1, +1} with the sgn+ convention (0 -> +1, also -0.0), as larq's
-``larq.math.sign`` does; they differ only in the gradient they pass back. One place defines them so
-that layers, optimizers and tests agree on the sign of zero.
+Every quantizer but one maps to {-1, +1} with the sgn+ convention (0 -> +1, also -0.0), as larq's
+``larq.math.sign`` does; they differ only in the gradient they pass back. ``torch_sign`` keeps
+torch's sign(0) = 0, which layer-by-layer binarization's weights use (a latent weight that is
+exactly 0 gives a 0 weight). One place defines them so that layers, optimizers and tests agree on
+the sign of zero.
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ class _IdentitySign(torch.autograd.Function):
         return grad
 
 
+class _TorchSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return torch.sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
 def ste_sign(x: torch.Tensor, clip_value: float = 1.0) -> torch.Tensor:
     """sgn+ forward; gradient passed where |x| <= clip_value (inclusive, as larq), zero elsewhere."""
     return _SteSign.apply(x, clip_value)
@@ -71,11 +83,18 @@ def identity_sign(x: torch.Tensor) -> torch.Tensor:
     return _IdentitySign.apply(x)
 
 
+def torch_sign(x: torch.Tensor) -> torch.Tensor:
+    """torch.sign forward (0 -> 0, so {-1, 0, +1}); the gradient passes unchanged. No clipping and
+    no scale: the weights of layer-by-layer binarization, where a BatchNorm follows every layer."""
+    return _TorchSign.apply(x)
+
+
 QUANTIZERS: dict[str, Quantizer] = {
     "ste_sign": ste_sign,
     "approx_sign": approx_sign,
     "identity_sign": identity_sign,
     "sign_plus": sign_plus,
+    "torch_sign": torch_sign,
 }
 
 

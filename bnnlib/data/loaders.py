@@ -19,7 +19,7 @@ import torch
 
 from .preprocess import Preprocess, get_preprocess
 from .registry import DatasetInfo, check_dataset, dataset_info, load_dataset
-from .splits import stratified_subset
+from .splits import stratified_subset, tail_split
 from .splits import validation_split as split_validation
 
 _TRAIN, _VAL, _TEST = 0, 1, 2
@@ -119,18 +119,25 @@ def check_split_sizes(
     train_subset: int | None = None,
     test_subset: int | None = None,
     drop_last_train: bool = True,
+    validation_tail: int = 0,
 ) -> None:
     """Check subset and batch sizes against the sizes of ``dataset``'s splits (from its
     :class:`DatasetInfo`, so nothing is read): ValueError naming the key and its valid range."""
     info = dataset_info(dataset)
-    n_val = int(math.floor(validation_split * info.train_size))
+    _check_tail(validation_tail, validation_split, info.train_size, dataset)
+    n_val = int(math.floor(validation_split * info.train_size)) + validation_tail
     if validation_split > 0 and n_val == 0:
         raise ValueError(
             f"validation_split={validation_split} holds out no image of the {info.train_size} "
             f"training images of {dataset}; use at least {1 / info.train_size:.2g}, or 0"
         )
     n_train = info.train_size - n_val
-    after = f" left after validation_split={validation_split}" if n_val else ""
+    held = (
+        f"validation_tail={validation_tail}"
+        if validation_tail
+        else f"validation_split={validation_split}"
+    )
+    after = f" left after {held}" if n_val else ""
     if n_train < 1:
         raise ValueError(
             f"validation_split={validation_split} leaves no training image of {dataset}"
@@ -142,10 +149,23 @@ def check_split_sizes(
     used = train_subset if train_subset is not None else n_train
     if drop_last_train and batch_size > used:
         what = f"train_subset={train_subset}" if train_subset is not None else "the training set"
-        what += f", validation_split={validation_split}" if n_val else ""
+        what += f", {held}" if n_val else ""
         raise ValueError(
             f"batch_size={batch_size} exceeds the {used} training images of {dataset} "
             f"({what}), so no full training batch is left; use 1..{used}"
+        )
+
+
+def _check_tail(tail: object, fraction: float, train_size: int, dataset: str) -> None:
+    if isinstance(tail, bool) or not isinstance(tail, int) or not 0 <= tail < train_size:
+        raise ValueError(
+            f"validation_tail must be an int in 0..{train_size - 1} (images of {dataset}'s "
+            f"training set), got {tail!r}"
+        )
+    if tail and fraction:
+        raise ValueError(
+            f"validation_split={fraction} and validation_tail={tail} both hold out validation "
+            "images; set one of them"
         )
 
 
@@ -166,11 +186,13 @@ def build_loaders(
     device: str | torch.device = "cpu",
     drop_last_train: bool = True,
     eval_batch_size: int | None = None,
+    validation_tail: int = 0,
 ) -> DataBundle:
     """Train/validation/test loaders of ``dataset`` preprocessed by ``preprocess_fn``.
 
     - Validation: the first floor(validation_split*n) of a ``RandomState(seed)`` shuffle of the
-      official train set, preprocessed like the test set (BayesBiNN reference, 10 %).
+      official train set, preprocessed like the test set (BayesBiNN reference, 10 %); or, with
+      ``validation_tail``, the last ``validation_tail`` images of the train set in file order.
     - ``train_subset`` / ``test_subset``: a seeded class-stratified random subset of the remaining
       train images / of the test set (see :func:`stratified_subset`).
     - Train drops the remainder batch (Keras ``fit``); validation and test keep it, so every image
@@ -192,11 +214,15 @@ def build_loaders(
         train_subset=train_subset,
         test_subset=test_subset,
         drop_last_train=drop_last_train,
+        validation_tail=validation_tail,
     )
     check_dataset(dataset)
     info, arrays = load_dataset(dataset)
 
-    train_idx, val_idx = split_validation(len(arrays.train_y), validation_split, seed)
+    if validation_tail:
+        train_idx, val_idx = tail_split(len(arrays.train_y), validation_tail)
+    else:
+        train_idx, val_idx = split_validation(len(arrays.train_y), validation_split, seed)
     if validation_split > 0 and len(val_idx) == 0:
         raise ValueError(
             f"validation_split={validation_split} holds out no image of {len(arrays.train_y)}"

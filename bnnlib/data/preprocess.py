@@ -126,6 +126,10 @@ PREPROCESS: dict[str, Preprocess] = {
     "bayesbinn_cifar100_plain": Preprocess(
         "bayesbinn_cifar100_plain", mean=CIFAR100_BAYESBINN_MEAN, std=CIFAR100_BAYESBINN_STD
     ),
+    # Layer-by-layer binarization's CIFAR-10 pipeline: crop and flip, then the same statistics.
+    "iterative_cifar10": Preprocess(
+        "iterative_cifar10", augment=True, mean=CIFAR10_BAYESBINN_MEAN, std=CIFAR10_BAYESBINN_STD
+    ),
     "bnew_cifar": Preprocess("bnew_cifar", augment=True, mean=CIFAR_BNEW_MEAN, std=CIFAR_BNEW_STD),
 }
 PREPROCESS_ALIASES = {"default": "resize_and_flip"}

@@ -19,6 +19,14 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def tail_split(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: the last ``size`` of 0..n-1 are the validation images, in
+    order, as code that slices ``[:n - size]`` / ``[n - size:]`` holds them out."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < n:
+        raise ValueError(f"validation_tail must be an int in 0..{n - 1}, got {size!r}")
+    return np.arange(n - size), np.arange(n - size, n)
+
+
 def stratified_subset(
     indices: np.ndarray, labels: np.ndarray, size: int, seed: int, stream: int
 ) -> np.ndarray:

@@ -28,6 +28,11 @@ DEFAULT_PREPROCESS = {
     # BayesBiNN's models come with the reference's normalisation (team-approx-bayes/BayesBiNN).
     "mlp_binaryconnect": "mnist_standardize",
     "mlp_cl_h100": "mnist_standardize",
+    "mlp300": "mnist_standardize",
+    "mlp784": "mnist_standardize",
+    "vgg5": "iterative_cifar10",
+    "vgg9": "iterative_cifar10",
+    "resnet20": "iterative_cifar10",
 }
 
 
@@ -150,6 +155,8 @@ _OPTIONAL_KEYS = {
     "trainset_scale",
     "stop_after_epochs",
     "max_loss",
+    "validation_tail",
+    "sensitivity_runs",
 }
 
 

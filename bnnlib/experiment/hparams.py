@@ -70,9 +70,22 @@ HPARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "stop_after_epochs": int,
     # A loss above this is divergence (absent: the trainer's default ceiling, 1e30).
     "max_loss": (int, float),
+    # Hold out the last N training images, in file order, as the validation set.
+    "validation_tail": int,
+    # SGD and an epoch-indexed MultiStepLR (lr_schedule "multistep_epoch")
+    "momentum": (int, float),
+    "weight_decay": (int, float),
+    "lr_milestones": (list, tuple),
+    "lr_gamma": (int, float),
+    # Layer-by-layer binarization (bnnlib.methods.layerwise) of models with switchable layers
+    "binarize_order": str,
+    "epochs_per_layer": int,
+    "reset_latent_to_sign": bool,
+    "order_seed": int,
+    "sensitivity_runs": (list, tuple),
 }
 
-LR_SCHEDULES = ("keras", "cosine_epoch")
+LR_SCHEDULES = ("keras", "cosine_epoch", "multistep_epoch")
 # Choices of the string-valued keys, each defined where it is used.
 _CHOICES = {"lr_schedule": LR_SCHEDULES, "eval_kind": EVAL_KINDS, "eval_average": EVAL_AVERAGES}
 
@@ -293,6 +306,85 @@ HPARAM_SETS |= {
     },
 }
 
+
+def _layerwise(
+    optimizer: str,
+    lr: float,
+    epochs_per_layer: int,
+    epochs: int,
+    batch_size: int,
+    sensitivity: dict[str, Any],
+    **kw: Any,
+) -> dict[str, dict[str, Any]]:
+    """The released scripts of layer-by-layer binarization (Lan, 2021; arXiv 2111.07046) for one
+    network: ``float`` (no layer binary), ``binary`` (every layer binary from epoch 1) and
+    ``layer`` (one more layer binary every ``epochs_per_layer`` epochs, forward order), all over
+    the same ``epochs``; and ``sensitivity`` (only layer 1 binary; name another layer with
+    binarize_order), over ``sensitivity``'s epochs. lr is the README's example value (the
+    paper's chosen values are not transcribed)."""
+    base: dict[str, Any] = {
+        "optimizer": optimizer,
+        "weight_mode": "real",
+        "lr": lr,
+        "epochs": epochs,
+        "epochs_per_layer": epochs_per_layer,
+        "batch_size": batch_size,
+        "reset_latent_to_sign": False,
+        "order_seed": 0,
+        "adam_eps": 1e-8,  # torch Adam
+        **kw,
+    }
+    return {
+        "float": {**base, "binarize_order": "none"},
+        "binary": {**base, "binarize_order": "all"},
+        "layer": {**base, "binarize_order": "forward"},
+        "sensitivity": {**base, "binarize_order": "1", **sensitivity},
+    }
+
+
+def _sgd_resnet(milestones: list[int]) -> dict[str, Any]:
+    return {
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "lr_schedule": "multistep_epoch",
+        "lr_milestones": milestones,
+        "lr_gamma": 0.1,
+    }
+
+
+def _only(epochs: int, **kw: Any) -> dict[str, Any]:
+    """A sensitivity run of ``epochs`` epochs: E = epochs, so no second layer ever turns binary."""
+    return {"epochs": epochs, "epochs_per_layer": epochs, **kw}
+
+
+HPARAM_SETS |= {
+    # MNIST: Adam, batch 100, 3 layers x 150 epochs; the last 5,000 training images validate.
+    "mlp300": _layerwise("adam", 0.1, 150, 450, 100, _only(150), validation_tail=5000),
+    "mlp784": _layerwise("adam", 0.1, 150, 450, 100, _only(150), validation_tail=5000),
+    # CIFAR-10: Adam, batch 100, 45,000 / 5,000 (a seeded split: the authors' index file is
+    # not public).
+    "vgg5": _layerwise("adam", 0.1, 150, 750, 100, _only(200), validation_split=0.1),
+    "vgg9": _layerwise("adam", 0.1, 150, 1350, 100, _only(450), validation_split=0.1),
+    # ResNet-20: SGD momentum 0.9, wd 1e-4, batch 128, 1,200 epochs (E = 50: all binary from
+    # epoch 951), lr x0.1 at epochs 1,000 and 1,100 (the scheduler is stepped before the epoch).
+    "resnet20": _layerwise(
+        "sgd",
+        0.1,
+        50,
+        1200,
+        128,
+        _only(300, lr_milestones=[200, 250]),
+        validation_split=0.1,
+        **_sgd_resnet([1000, 1100]),
+    ),
+    # ResNet-21 on ImageNet: SGD lr 0.01, batch 256, E = 2 (all binary from epoch 41), 67
+    # epochs; the released code's 0-based epochs 40, 42 and 57 are epochs 41, 43 and 58 here.
+    "resnet21": _layerwise(
+        "sgd", 0.01, 2, 67, 256, _only(20, lr_milestones=[21]), **_sgd_resnet([43, 58])
+    ),
+}
+
+
 # binaryvgg and binarynet_batch share Bop2ndOrder's optimizer sets beyond the reproducibility
 # study's `bop`.
 for _name, _set in _binarynet_sets(layer_norm=False).items():
@@ -353,6 +445,16 @@ def validate_hparams(hp: dict[str, Any]) -> None:
     _check(hp, "train_subset", lambda v: v is None or v >= 1, ">= 1")
     _check(hp, "test_subset", lambda v: v is None or v >= 1, ">= 1")
     _check(hp, "validation_split", lambda v: 0 <= v < 1, "in [0, 1)")
+    _check(hp, "validation_tail", lambda v: v >= 0, ">= 0")
+    _check(hp, "epochs_per_layer", lambda v: v >= 1, ">= 1")
+    _check(hp, "order_seed", lambda v: v >= 0, ">= 0")
+    _check(hp, "momentum", lambda v: 0 <= v < 1, "in [0, 1)")
+    _check(hp, "weight_decay", lambda v: v >= 0, ">= 0")
+    _check(hp, "lr_gamma", lambda v: v > 0, "> 0")
+    if hp.get("lr_schedule") == "multistep_epoch" and "lr_milestones" not in hp:
+        raise ValueError("hparams lr_schedule='multistep_epoch' needs lr_milestones (epochs)")
+    for key in ("lr_milestones", "sensitivity_runs"):
+        _check_list(hp, key)
     _check(hp, "threshold", lambda v: v >= 0, ">= 0")
     _check(hp, "threshold_end", lambda v: v >= 0, ">= 0")
     for key in ("gamma", "sigma", "gamma_end", "sigma_end"):
@@ -369,6 +471,20 @@ def validate_hparams(hp: dict[str, Any]) -> None:
         raise ValueError(
             "hparams: unbiased and adam_bias_correction are two different corrections; set one"
         )
+
+
+def _check_list(hp: dict[str, Any], key: str) -> None:
+    """lr_milestones: increasing epoch numbers >= 1; sensitivity_runs: run keys (strings)."""
+    if key not in hp:
+        return
+    items = list(hp[key])
+    if key == "lr_milestones":
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in items) or (
+            items != sorted(items)
+        ):
+            raise ValueError(f"hparams lr_milestones={hp[key]!r}: must be increasing ints >= 1")
+    elif not items or any(not isinstance(k, str) or not k for k in items):
+        raise ValueError(f"hparams sensitivity_runs={hp[key]!r}: must be a list of run keys")
 
 
 def _tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -90,6 +90,7 @@ def check_run(
         cfg.dataset,
         hp["batch_size"],
         validation_split=hp["validation_split"],
+        validation_tail=hp.get("validation_tail", 0),
         train_subset=hp["train_subset"],
         test_subset=hp["test_subset"],
     )

@@ -22,6 +22,7 @@ from bnnlib.optim import (
     CosineDecay,
     ExponentialDecay,
     HyperparameterScheduler,
+    MultiStep,
     PerEpoch,
     PolynomialDecay,
     route,
@@ -82,10 +83,14 @@ def build_recipe(
 def _schedules(hp: dict[str, Any], train_samples: int, steps_per_epoch: int = 1) -> dict[str, Any]:
     """Keras schedules in optimizer steps, as the released Keras code computes them from epochs;
     or BayesBiNN's cosine, changed at the start of every epoch (epoch e uses the value of e + 1,
-    as the authors' code does)."""
+    as the authors' code does); or torch's MultiStepLR over epochs."""
     if hp["lr_schedule"] == "cosine_epoch":
         cosine = CosineDecay(hp["lr"], hp["epochs"], hp["lr_end"])
         return {"lr": PerEpoch(cosine, steps_per_epoch, offset=1)}
+    if hp["lr_schedule"] == "multistep_epoch":
+        # torch MultiStepLR stepped before each 1-based epoch: epoch e uses the value of e.
+        steps = MultiStep(hp["lr"], tuple(hp["lr_milestones"]), hp.get("lr_gamma", 0.1))
+        return {"lr": PerEpoch(steps, steps_per_epoch, offset=1)}
     samples = hp["train_samples"] or train_samples
     out: dict[str, Any] = {}
     for key in SCHEDULED_KEYS:

@@ -65,8 +65,11 @@ def prepare(
     *,
     progress: bool | None = None,
     tensorboard_dir: str | Path | None = None,
+    results_dir: str | Path = RESULTS_DIR,
 ) -> Prepared:
-    """Build data, model, optimizer and trainer for ``config`` (validated first)."""
+    """Build data, model, optimizer and trainer for ``config`` (validated first). A layer-wise
+    binarization run gets its :class:`~bnnlib.methods.layerwise.LayerBinarization` callback;
+    ``results_dir`` holds the records of its sensitivity runs, if its order reads any."""
     from bnnlib.data import build_loaders
     from bnnlib.experiment.preflight import check_device, check_run
     from bnnlib.experiment.recipes import build_model, build_recipe
@@ -81,6 +84,7 @@ def prepare(
         cfg.preprocess_fn,
         hp["batch_size"],
         validation_split=hp["validation_split"],
+        validation_tail=hp.get("validation_tail", 0),
         train_subset=hp["train_subset"],
         test_subset=hp["test_subset"],
         seed=cfg.seed,
@@ -102,7 +106,48 @@ def prepare(
         tensorboard_dir=tensorboard_dir,
         max_loss=hp.get("max_loss"),
     )
+    if "binarize_order" in hp:
+        from bnnlib.methods.layerwise import layerwise_callback
+
+        scores = (
+            sensitivity_scores(hp["sensitivity_runs"], results_dir, model)
+            if ("sensitivity_runs" in hp)
+            else None
+        )
+        trainer.add_callback(layerwise_callback(model, hp, scores))
     return Prepared(cfg, device, data, model, trainer)
+
+
+def sensitivity_scores(
+    keys: list[str], results_dir: str | Path, model: nn.Module
+) -> dict[str, float]:
+    """Layer name -> the best validation accuracy (test accuracy without a validation split) of
+    its sensitivity run: the complete record of each key under ``results_dir``, each with one
+    binary layer of ``model``. ValueError naming the key that is missing or does not fit."""
+    from bnnlib.methods.layerwise import layer_names
+
+    names = layer_names(model)
+    scores: dict[str, float] = {}
+    for key in keys:
+        path = Path(results_dir) / f"{key}.json"
+        if not path.exists():
+            raise ValueError(
+                f"sensitivity run {key!r} has no record at {path}; run the sensitivity runs first "
+                "(bnnlib iterative sensitivity ...) or give their results folder"
+            )
+        rec = RunRecord.load(path)
+        layers = {tuple(h.get("binary_layers", ())) for h in rec.history}
+        if len(layers) != 1 or len(next(iter(layers))) != 1 or next(iter(layers))[0] not in names:
+            raise ValueError(
+                f"run {key!r} is not a sensitivity run of this model: its binary layers per "
+                f"epoch are {sorted(layers)}, a sensitivity run has one of {', '.join(names)}"
+            )
+        layer = next(iter(layers))[0]
+        if layer in scores:
+            raise ValueError(f"sensitivity_runs name two runs of layer {layer!r}")
+        metric = "val_acc" if "val_acc" in rec.history[-1] else "test_acc"
+        scores[layer] = max(float(h[metric]) for h in rec.history)
+    return scores
 
 
 @locked(lambda a: (a["results_dir"], resolve_config(a["config"]).key()))  # one trainer per key
@@ -128,7 +173,7 @@ def run(
     if rec is not None:
         return rec
     tb_dir = results_dir / "tensorboard" / key if tensorboard else None
-    prepared = prepare(cfg, progress=progress, tensorboard_dir=tb_dir)
+    prepared = prepare(cfg, progress=progress, tensorboard_dir=tb_dir, results_dir=results_dir)
     trainer, data = prepared.trainer, prepared.data
     start = time.perf_counter()
     with failure_record(results_dir, key, cfg.to_dict()):

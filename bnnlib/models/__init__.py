@@ -6,7 +6,7 @@ Importing this package imports every model module, and each registers its factor
 
 from __future__ import annotations
 
-from . import autoencoder, bayesbinn, binarynet, mlp
+from . import autoencoder, bayesbinn, binarynet, mlp, switchable
 from .registry import (
     check_model_args,
     create_model,
@@ -27,4 +27,5 @@ __all__ = [
     "mlp",
     "register_model",
     "scaled_width",
+    "switchable",
 ]

@@ -139,3 +139,12 @@ def _bayesbinn(
         betas=grad_momentum,
         generator=generator,
     )
+
+
+@register_optimizer("sgd", whole_model=True)
+def _sgd(
+    params: Any, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, **_: Any
+) -> Optimizer:
+    """torch SGD over every tensor of the model (weight decay on all of them, as torch applies
+    it when given ``model.parameters()``)."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

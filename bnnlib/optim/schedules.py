@@ -127,6 +127,26 @@ class LinearToZero(Schedule):
 
 
 @dataclass(frozen=True)
+class MultiStep(Schedule):
+    """torch ``MultiStepLR`` in closed form over an integer index (an epoch number when wrapped in
+    :class:`PerEpoch`): initial * gamma ** (number of milestones <= index)."""
+
+    initial: float
+    milestones: tuple[int, ...]
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if list(self.milestones) != sorted(self.milestones) or any(
+            isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in self.milestones
+        ):
+            raise ValueError(f"milestones must be increasing ints >= 0, got {self.milestones!r}")
+        _check_positive("gamma", self.gamma)
+
+    def value(self, step: int) -> float:
+        return self.initial * self.gamma ** sum(1 for m in self.milestones if m <= step)
+
+
+@dataclass(frozen=True)
 class PerEpoch(Schedule):
     """An epoch-indexed ``schedule`` held for each epoch of ``steps_per_epoch`` steps: 0-based
     epoch e uses ``schedule(e + offset)``. BayesBiNN's reference steps its per-epoch cosine at the

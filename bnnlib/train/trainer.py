@@ -111,6 +111,7 @@ class Callback(Protocol):
     """Optional hooks; implement any subset."""
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+    def on_train_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None: ...
 
 
@@ -212,6 +213,8 @@ class Trainer:
                 for cb in self.callbacks:
                     _call(cb, "on_epoch_start", self, epoch)
                 metrics = {"epoch": epoch, **self.train_epoch(train, epoch, ckpt)}
+                for cb in self.callbacks:  # after the epoch's steps, before its evaluation
+                    _call(cb, "on_train_epoch_end", self, epoch)
                 if val is not None:
                     metrics |= self.evaluate(val, prefix="val")
                 if test is not None:
