@@ -1,4 +1,4 @@
-"""``bnnlib train|test|summary|sweep``: the commands of the papers' released code (``bnno train``
+"""``bnnlib train|test|summary|sweep|iterative``: the commands of the papers' released code (``bnno train``
 of Bop2ndOrder, ``classify.py train`` of the Bop reproducibility study, ``train_bayesbinn.py`` of
 the BayesBiNN reproduction, ...), one entry point.
 
@@ -153,6 +153,43 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--input-shape", default=None, help="e.g. 3,32,32 to show output shapes")
     summ.add_argument("--list", action="store_true", help="list registered models")
 
+    it = sub.add_parser(
+        "iterative",
+        help="layer-by-layer binarization, one command per released script (float, binary, "
+        "layer, sensitivity)",
+        description="Layer-by-layer binarization (Lan, 2021) the way its scripts run it: "
+        "`bnnlib iterative layer mlp300 132 --lr 0.1 --seed 316` is `layer.sh full 132 0.1 316`.",
+    )
+    it.add_argument("kind", choices=("float", "binary", "layer", "sensitivity"))
+    it.add_argument("model", help="mlp300, mlp784, vgg5, vgg9, resnet20 or resnet21")
+    it.add_argument(
+        "order",
+        nargs="?",
+        help="layer: forward, reverse, ascend, descend, random, 132, L5,L4,L1,...; sensitivity: "
+        "the layer to binarize alone (a number, or an order whose first layer it is: forward, "
+        "231, reverse)",
+    )
+    it.add_argument("--lr", type=float, help="learning rate (default: the set's, 0.1 or 0.01)")
+    it.add_argument("--seed", type=int, default=0)
+    it.add_argument("--dataset", help="default: mnist for the MLPs, cifar10 otherwise")
+    it.add_argument("--epochs-per-layer", dest="epochs_per_layer", type=int)
+    it.add_argument(
+        "--sensitivity-runs",
+        dest="sensitivity_runs",
+        help="ascend/descend: the run keys of the sensitivity runs, comma separated",
+    )
+    it.add_argument(
+        "--reset-latent-to-sign",
+        action="store_true",
+        help="the released MNIST/CIFAR code's evaluation quirk (latent weights reset to sign)",
+    )
+    it.add_argument("--hparams", default="", help="further overrides: k=v,k2=v2")
+    it.add_argument("--device", default="auto")
+    it.add_argument("--logdir", default=RESULTS_DIR, help="records go to LOGDIR/<dataset>/<model>")
+    it.add_argument("--dry-run", action="store_true", help="build, one batch, write nothing")
+    it.add_argument("--force", action="store_true", help="re-train even if the record exists")
+    it.add_argument("--profile", choices=PROFILES, help="label stored in the record")
+
     sw = sub.add_parser("sweep", help="run a parameter grid, skipping recorded runs")
     sw.add_argument("grid", type=Path)
     sw.add_argument("--workers", type=int, default=1)
@@ -251,6 +288,78 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"run record: {record.path}")
     print(json.dumps(record.final, indent=1))
     return 0
+
+
+def _cmd_iterative(args: argparse.Namespace) -> int:
+    from bnnlib.experiment.config import RunConfig
+    from bnnlib.experiment.runs import dry_run, run
+    from bnnlib.train.trainer import TrainingDiverged
+
+    hp = parse_hparams(args.hparams)
+    try:
+        hp |= _iterative_order(args)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.lr is not None:
+        hp["lr"] = args.lr
+    if args.epochs_per_layer is not None:
+        hp["epochs_per_layer"] = args.epochs_per_layer
+        if args.kind == "sensitivity":
+            hp.setdefault("epochs", args.epochs_per_layer)
+    if args.reset_latent_to_sign:
+        hp["reset_latent_to_sign"] = True
+    if args.sensitivity_runs:
+        hp["sensitivity_runs"] = [k.strip() for k in args.sensitivity_runs.split(",") if k.strip()]
+    dataset = args.dataset or ("mnist" if args.model.startswith("mlp") else "cifar10")
+    try:
+        cfg = RunConfig(
+            model=args.model,
+            dataset=dataset,
+            hparams_set=args.kind,
+            hparams=hp,
+            seed=args.seed,
+            device=args.device,
+            profile=args.profile,
+        ).resolve()
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    results_dir = Path(args.logdir) / cfg.dataset / cfg.model
+    _check_inputs(cfg, None if args.dry_run else results_dir)
+    if args.dry_run:
+        print(json.dumps(dry_run(cfg), indent=1))
+        return 0
+    try:
+        record = run(cfg, results_dir, force=args.force, on_epoch=_print_epoch)
+    except (TrainingDiverged, KeyboardInterrupt) as exc:
+        return _stopped(exc)
+    print(f"run record: {record.path}")
+    print(json.dumps(record.final, indent=1))
+    return 0
+
+
+def _iterative_order(args: argparse.Namespace) -> dict[str, Any]:
+    """The order a script kind takes: none for float/binary, the order for layer, and for
+    sensitivity the one layer binarized alone (the first of the order given, as the scripts'
+    rotations ``forward``, ``231``, ``reverse`` name layers 1, 2 and 3)."""
+    if args.kind in ("float", "binary"):
+        if args.order:
+            raise UsageError(f"`{args.kind}` takes no order (got {args.order!r})")
+        return {}
+    if not args.order:
+        raise UsageError(f"`{args.kind}` needs an ORDER (forward, reverse, 132, ...)")
+    if args.kind == "layer":
+        return {"binarize_order": args.order}
+    import torch
+
+    from bnnlib.methods.layerwise import layer_names, resolve_order
+    from bnnlib.models import create_model
+
+    with torch.device("meta"):
+        names = layer_names(create_model(args.model))
+    first = resolve_order(args.order, names)[:1]
+    if not first:
+        raise UsageError(f"sensitivity order {args.order!r} names no layer")
+    return {"binarize_order": str(names.index(first[0]) + 1)}
 
 
 def _train_continual(args: argparse.Namespace, cfg, results_dir: Path) -> int:  # noqa: ANN001
@@ -398,6 +507,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "iterative": _cmd_iterative,
     "train": _cmd_train,
     "test": _cmd_test,
     "summary": _cmd_summary,

@@ -94,10 +94,27 @@ def check_run(
         train_subset=hp["train_subset"],
         test_subset=hp["test_subset"],
     )
+    if "binarize_order" in hp:
+        check_layer_order(hp, model, results_dir)
     if check_data:
         check_dataset(cfg.dataset)
     if results_dir is not None:
         check_results_dir(Path(results_dir), checkpoint_bytes(model), label=label)
+
+
+def check_layer_order(hp: dict, model: nn.Module, results_dir: str | Path | None) -> None:
+    """A layer-wise binarization order fits the model's layers; an ``ascend``/``descend`` order
+    names sensitivity runs whose records (under ``results_dir``) each hold one of its layers."""
+    from bnnlib.experiment.runs import sensitivity_scores
+    from bnnlib.methods.layerwise import layer_names, resolve_order
+
+    names = layer_names(model)
+    scores = None
+    if hp["binarize_order"] in ("ascend", "descend") and "sensitivity_runs" in hp:
+        if results_dir is None:
+            return  # the records are read where the run is trained
+        scores = sensitivity_scores(list(hp["sensitivity_runs"]), results_dir, model)
+    resolve_order(hp["binarize_order"], names, order_seed=hp.get("order_seed", 0), scores=scores)
 
 
 def checkpoint_bytes(model: nn.Module) -> int:
