@@ -1,0 +1,2 @@
+"""Iterative training by layer binarization (Lan, 2021): designs, frames and claims of its
+chapters."""
