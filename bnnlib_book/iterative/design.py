@@ -1,5 +1,5 @@
 """Iterative training by layer binarization (Lan, 2021, arXiv 2111.07046; code
-cclan/iterative-training): the released scripts as labelled runs.
+rakutentech/iterative_training): the released scripts as labelled runs.
 
 Each script kind is one hparams set of the library (``float``, ``binary``, ``layer``,
 ``sensitivity``); a run is a kind, an order and a seed at a :class:`Budget`. At the released
