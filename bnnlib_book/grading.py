@@ -28,7 +28,25 @@ PARTIALLY = "partially reproduced"
 NOT_REPRODUCED = "not reproduced"
 NOT_RUN = "not run at this profile"
 NO_PAPER_VALUE = "no paper value to compare"
-STATUSES = (REPRODUCED, PARTIALLY, NOT_REPRODUCED, NOT_RUN, NO_PAPER_VALUE)
+# Comparisons over seeds (judge_comparison): the difference is within the seeds' spread, or the
+# runs measured it the other way at a reduced scale (which cannot refute the paper), or there
+# are fewer than MIN_SEEDS seeds per side.
+INCONCLUSIVE = "inconclusive (within the seed spread)"
+INCONSISTENT_REDUCED = "inconsistent at reduced scale"
+TOO_FEW_SEEDS = "too few seeds to grade"
+STATUSES = (
+    REPRODUCED,
+    PARTIALLY,
+    NOT_REPRODUCED,
+    INCONCLUSIVE,
+    INCONSISTENT_REDUCED,
+    TOO_FEW_SEEDS,
+    NOT_RUN,
+    NO_PAPER_VALUE,
+)
+MIN_SEEDS = 3
+# A difference of means counts when it exceeds this many standard errors of the difference.
+SE_FACTOR = 2.0
 
 # Gaps within which a paper-scale run reproduces a reported number, or reproduces it partially
 # (our choice, for one seed per setting): top-1 accuracy in percentage points, PSNR in dB.
@@ -145,6 +163,82 @@ def judge_direction(
     if not holds:
         return Verdict(claim, NOT_REPRODUCED, evidence)
     return Verdict(claim, REPRODUCED if at_paper_scale or scale_free else PARTIALLY, evidence)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two groups of per-seed values (accuracies as fractions) and the difference of their
+    means against its standard error, sqrt(s_a^2/n_a + s_b^2/n_b) (Welch)."""
+
+    a: str
+    values_a: tuple[float, ...]
+    b: str
+    values_b: tuple[float, ...]
+
+    @staticmethod
+    def _stats(values: tuple[float, ...]) -> tuple[float, float]:
+        n = len(values)
+        mean = sum(values) / n
+        var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else float("nan")
+        return mean, var**0.5
+
+    @property
+    def difference(self) -> float:
+        return self._stats(self.values_a)[0] - self._stats(self.values_b)[0]
+
+    @property
+    def standard_error(self) -> float:
+        (_, sa), (_, sb) = self._stats(self.values_a), self._stats(self.values_b)
+        return (sa**2 / len(self.values_a) + sb**2 / len(self.values_b)) ** 0.5
+
+    def holds(self) -> bool | None:
+        """a > b beyond SE_FACTOR standard errors: True; b > a beyond them: False; else None."""
+        limit = SE_FACTOR * self.standard_error
+        if self.difference > limit:
+            return True
+        if -self.difference > limit:
+            return False
+        return None
+
+    def text(self) -> str:
+        (ma, sa), (mb, sb) = self._stats(self.values_a), self._stats(self.values_b)
+
+        def group(name: str, mean: float, std: float, n: int) -> str:
+            spread = f" +- {100 * std:.2f}" if n > 1 else ""
+            return f"{name} {100 * mean:.2f}{spread} % (n={n})"
+
+        return (
+            f"{group(self.a, ma, sa, len(self.values_a))} vs "
+            f"{group(self.b, mb, sb, len(self.values_b))}: difference "
+            f"{100 * self.difference:+.2f} points, {SE_FACTOR:g} SE = "
+            f"{100 * SE_FACTOR * self.standard_error:.2f}"
+        )
+
+
+def judge_comparison(
+    claim: Claim,
+    comparison: Comparison | None,
+    *,
+    at_paper_scale: bool,
+    setting: str,
+    min_seeds: int = MIN_SEEDS,
+) -> Verdict:
+    """Verdict for the claim "a beats b", by the rule of :class:`Comparison`: graded only with
+    ``min_seeds`` seeds per side. At the paper's setting the claim is reproduced or not
+    reproduced; at a reduced scale it is at best partially reproduced, and a difference the
+    other way is "inconsistent at reduced scale" (it cannot refute the paper). ``setting``
+    labels the runs in the evidence."""
+    if comparison is None:
+        return Verdict(claim, NOT_RUN, f"no runs ({setting})")
+    evidence = f"{comparison.text()}; {setting}"
+    if min(len(comparison.values_a), len(comparison.values_b)) < min_seeds:
+        return Verdict(claim, TOO_FEW_SEEDS, f"{evidence}; the rule needs {min_seeds} seeds")
+    holds = comparison.holds()
+    if holds is None:
+        return Verdict(claim, INCONCLUSIVE, evidence)
+    if holds:
+        return Verdict(claim, REPRODUCED if at_paper_scale else PARTIALLY, evidence)
+    return Verdict(claim, NOT_REPRODUCED if at_paper_scale else INCONSISTENT_REDUCED, evidence)
 
 
 def not_run(claims: Iterable[Claim], why: str) -> list[Verdict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from bnnlib.experiment.config import RunConfig
@@ -54,3 +55,18 @@ def select(
         for r in records
         if r.key in labels and all(labels[r.key].get(k) == v for k, v in wanted.items())
     ]
+
+
+def recorded(
+    runs: Sequence[LabelledRun], results_dir: str | Path
+) -> tuple[list[RunRecord], list[LabelledRun]]:
+    """The complete records of ``runs`` found in ``results_dir`` (in run order) and the runs that
+    have none: a page that must not train (its runs take hours) shows what is recorded and says
+    what is missing. Records are checked as :meth:`RunRecord.load` checks them."""
+    from bnnlib.experiment.records import load_records
+
+    folder = Path(results_dir)
+    by_key = {r.key: r for r in load_records(folder)} if folder.is_dir() else {}
+    found = [by_key[r.key] for r in runs if r.key in by_key and by_key[r.key].status == "complete"]
+    missing = [r for r in runs if r.key not in by_key]
+    return found, missing
