@@ -215,6 +215,63 @@ def curves_chart(
     return chart.properties(width=width, height=height, title=alt.TitleParams(text=title_text))
 
 
+def timeline_chart(
+    df: pd.DataFrame,
+    selects: Mapping[str, Sequence[Any] | None] | None = None,
+    title: str = "Which layer is binary when",
+    width: int = 480,
+    height: int = 160,
+) -> alt.Chart:
+    """One bar per layer from the epoch it turns binary to the last epoch (``df`` as
+    :func:`bnnlib_book.iterative.frames.timeline_frame` makes it: ``layer``, ``turn``,
+    ``first epoch``, ``last epoch``), layers listed in the order they turn binary; ``selects``
+    maps columns to drop-down options as in :func:`curves_chart`."""
+    selects = dict(selects or {})
+    used = ["layer", "turn", "first epoch", "last epoch", *selects]
+    require_columns(df, used)
+    data = df[list(dict.fromkeys(used))].copy()
+    data["last epoch"] = data["last epoch"] + 1  # a bar covers its last epoch
+    chart = (
+        alt.Chart(alt.Data(values=_records(data)))
+        .mark_bar()
+        .encode(
+            x=alt.X(field=_field("first epoch"), type="quantitative", title="epoch"),
+            x2=alt.X2(field=_field("last epoch")),
+            y=alt.Y(
+                field="layer",
+                type="nominal",
+                title="layer (in the order it turns binary)",
+                sort=alt.EncodingSortField(field="turn", order="ascending"),
+            ),
+            color=alt.Color(field="layer", type="nominal", title="layer"),
+            tooltip=[
+                alt.Tooltip(field="layer", type="nominal"),
+                alt.Tooltip(field=_field("first epoch"), type="quantitative"),
+            ],
+        )
+    )
+    params, filters = [], []
+    for column, options in selects.items():
+        choices = list(df[column].dropna().unique()) if options is None else list(options)
+        if not choices:
+            raise ValueError(f"select {column!r} has no options")
+        choices = [c.item() if isinstance(c, np.generic) else c for c in choices]
+        name = _param_name(column)
+        params.append(
+            alt.param(
+                name=name,
+                value=choices[0],
+                bind=alt.binding_select(options=choices, name=f"{column} "),
+            )
+        )
+        filters.append(f"datum[{json.dumps(column)}] == {name}")
+    if params:
+        chart = chart.add_params(*params)
+    for expression in filters:
+        chart = chart.transform_filter(expression)
+    return chart.properties(width=width, height=height, title=title)
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts (NaN -> null, numpy scalars -> Python) to embed in a spec."""
     return json.loads(df.to_json(orient="records", double_precision=15))

@@ -31,7 +31,17 @@
 # : part of the claim holds, or a qualitative claim holds at our reduced scale only;
 #
 # not reproduced
-# : the runs contradict the claim;
+# : the runs contradict the claim at the claim's own setting;
+#
+# inconclusive (within the seed spread)
+# : a comparison over seeds whose difference of means is within two standard errors;
+#
+# inconsistent at reduced scale
+# : a comparison over seeds that came out the other way at a reduced scale (which cannot refute
+#   the paper);
+#
+# too few seeds to grade
+# : a comparison with fewer than three seeds a side (its numbers are shown, not graded);
 #
 # not run at this profile
 # : the claim's setting was not run: a reduced-scale run never reproduces a paper number (its
@@ -74,6 +84,7 @@ denoising_dir = "runs/cpu/02_denoising_ae"
 variants_dir = "runs/cpu/03_bop2_variants"
 ablations_dir = "runs/cpu/04_bop2_ablations"
 cifar_dir = "runs/cpu/05_bop2_cifar_recipe"
+iterative_mnist_dir = "runs/cpu/07_iterative_mnist"
 
 # %% tags=["remove-input"]
 results_dirs = {
@@ -82,6 +93,7 @@ results_dirs = {
     "03_bop2_variants": variants_dir,
     "04_bop2_ablations": ablations_dir,
     "05_bop2_cifar_recipe": cifar_dir,
+    "07_iterative_mnist": iterative_mnist_dir,
 }
 verdicts = book_verdicts(
     results_dirs, {name: chapter_params(name, profile) for name in results_dirs}
@@ -113,6 +125,9 @@ COLOURS = {
     "reproduced": "#d9f2d9",
     "partially reproduced": "#fff3c4",
     "not reproduced": "#f8d4d4",
+    "inconclusive (within the seed spread)": "#f1e6f6",
+    "inconsistent at reduced scale": "#fbe3cf",
+    "too few seeds to grade": "#f3f3e6",
     "not run at this profile": "#eeeeee",
     "no paper value to compare": "#e3ecf8",
 }
@@ -123,5 +138,6 @@ COLOURS = {
 )
 
 # %% [markdown]
-# Seeds 002 (BayesBiNN and STE), 003 (BNEW) and 004 (iterative layer binarization) have no
-# chapters yet; each is listed by its headline experiment, not run at any profile.
+# Seed 002 (BayesBiNN and STE) has a chapter whose claims are not graded here yet, seed 003
+# (BNEW) has no chapter yet, and seed 004's CIFAR-10 and ImageNet experiments are not in the
+# book yet; each is listed by its headline experiment, not run at any profile.

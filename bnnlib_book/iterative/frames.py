@@ -19,6 +19,7 @@ from bnnlib.experiment.records import RunRecord
 from bnnlib_book.runs import LabelledRun, labels_by_key
 
 LABELS = ("model", "kind", "order", "run", "seed")
+ACCURACIES = ("train accuracy (%)", "validation accuracy (%)", "test accuracy (%)")
 
 
 def _layers(record: RunRecord) -> int:
@@ -73,6 +74,10 @@ _NUMBERS = (
 
 def seed_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model and run: n seeds, mean and std (over seeds, n - 1) of the three accuracies."""
+    columns = ["model", "run", "n"]
+    columns += [
+        f"{c}_{s}" for c in ("test_at_best_val", "final_test", "best_test") for s in ("mean", "std")
+    ]
     rows = []
     for (model, run), group in frame.groupby(["model", "run"], sort=False):
         row = {"model": model, "run": run, "n": len(group)}
@@ -81,7 +86,30 @@ def seed_table(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{col}_std"] = group[col].std(ddof=1) if len(group) > 1 else math.nan
         row["best_val_epoch"] = ", ".join(str(e) for e in group["best_val_epoch"])
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*columns, "best_val_epoch"])
+
+
+SHOWN = {
+    "test_at_best_val": "test acc. at best val. epoch (%)",
+    "final_test": "final test acc. (%)",
+    "best_test": "best test acc., as released (%)",
+}
+
+
+def shown_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`seed_table` as a page shows it: "mean +- std" in %, the std left out for one
+    seed (never NaN), the seeds' best-validation epochs."""
+    rows = []
+    for _, row in table.iterrows():
+        out = {"model": row["model"], "run": row["run"], "seeds": int(row["n"])}
+        for col, name in SHOWN.items():
+            mean, std = 100 * row[f"{col}_mean"], 100 * row[f"{col}_std"]
+            out[name] = f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+        out["best val. epochs"] = row["best_val_epoch"]
+        rows.append(out)
+    return pd.DataFrame(
+        rows, columns=["model", "run", "seeds", *SHOWN.values(), "best val. epochs"]
+    )
 
 
 def curves_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> pd.DataFrame:
@@ -102,7 +130,15 @@ def curves_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> p
                     "binary layers": len(h.get("binary_layers", [])),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*LABELS, "epoch", *ACCURACIES, "binary layers"])
+
+
+def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per model, run and epoch: the accuracies averaged over seeds, and how many seeds."""
+    grouped = curves.groupby(["model", "run", "epoch"], sort=False)
+    out = grouped[list(ACCURACIES)].mean()
+    out["seeds"] = grouped.size()
+    return out.reset_index()
 
 
 def timeline_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> pd.DataFrame:
@@ -131,7 +167,9 @@ def timeline_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) ->
                     "last epoch": last,
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        rows, columns=["model", "run", "layer", "turn", "first epoch", "last epoch"]
+    )
 
 
 def sensitivity_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun]) -> pd.DataFrame:
