@@ -84,6 +84,7 @@ BUILDERS: dict[str, Callable[[nn.Module], torch.optim.Optimizer]] = {
     ),
     "clipped_adam": lambda m: _binary_case("adam")(list(m.parameters())),
     "bayesbinn": _whole("bayesbinn"),
+    "sgd": _whole("sgd", momentum=0.9, weight_decay=1e-4),
     "router_bop": _routed(_binary_case("bop")),
     "router_bop2": _routed(_binary_case("bop2ndOrder", adam_bias_correction=True)),
     "router_clipped_adam": _routed(_binary_case("adam")),
@@ -98,6 +99,7 @@ REGISTRY_NAME = {
     "bop2_biased": "bop2ndOrder",
     "clipped_adam": "adam",
     "bayesbinn": "bayesbinn",
+    "sgd": "sgd",
 }
 
 

@@ -23,7 +23,7 @@ def _params() -> list[torch.nn.Parameter]:
 
 
 def test_the_hparams_names_are_registered() -> None:
-    assert list_optimizers() == ["bop", "bop2ndOrder", "adam", "bayesbinn"]
+    assert list_optimizers() == ["bop", "bop2ndOrder", "adam", "bayesbinn", "sgd"]
 
 
 @pytest.mark.parametrize(
@@ -51,10 +51,12 @@ def test_create_optimizer_takes_a_whole_hparams_set(model: str, hset: str, cls: 
 
 
 def test_unknown_optimizer_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown optimizer 'sgd'; choose one of bop, bop2ndOrder"):
-        create_optimizer("sgd", _params())
-    hp = get_hparams("binary_mlp", "bop") | {"optimizer": "sgd"}
-    with pytest.raises(ValueError, match="choose one of bop, bop2ndOrder, adam, bayesbinn"):
+    with pytest.raises(
+        ValueError, match="unknown optimizer 'lamb'; choose one of bop, bop2ndOrder"
+    ):
+        create_optimizer("lamb", _params())
+    hp = get_hparams("binary_mlp", "bop") | {"optimizer": "lamb"}
+    with pytest.raises(ValueError, match="choose one of bop, bop2ndOrder, adam, bayesbinn, sgd"):
         validate_hparams(hp)
 
 
