@@ -259,6 +259,21 @@ def _epochs_text(epochs: Sequence[int]) -> str:
     return ", ".join(str(e) for e in epochs)
 
 
+def band_position(mean: float, low: float, high: float, margin: float = EPOCH_MARGIN) -> str:
+    """Where ``mean`` lies against the band ``[low, high]`` widened by ``margin``: "inside",
+    "inside the margin, x points above the max" (or below the min), or "OUTSIDE, x points ..."."""
+    beyond = (
+        f"{low - mean:.2f} points below the min"
+        if mean < low
+        else f"{mean - high:.2f} points above the max"
+    )
+    if low <= mean <= high:
+        return "inside"
+    if low - margin <= mean <= high + margin:
+        return f"inside the margin, {beyond}"
+    return f"OUTSIDE, {beyond}"
+
+
 def judge_epoch_matched(
     claim: Claim,
     ours: Mapping[int, Sequence[float]],
@@ -321,17 +336,7 @@ def judge_epoch_matched(
         band = (
             f"reference {sum(ref) / len(ref):.2f}, min {low:.2f}, max {high:.2f} ({len(ref)} runs)"
         )
-        beyond = (
-            f"{low - mean:.2f} points below the min"
-            if mean < low
-            else f"{mean - high:.2f} points above the max"
-        )
-        if low <= mean <= high:
-            where = "inside"
-        elif low - margin <= mean <= high + margin:
-            where = f"inside the margin, {beyond}"
-        else:
-            where = f"OUTSIDE, {beyond}"
+        where = band_position(mean, low, high, margin)
         if where.startswith("inside"):
             inside.append(e)
         parts.append(f"epoch {e}: ours {ours_text(e)} vs {band}: {where}")
