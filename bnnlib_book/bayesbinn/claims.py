@@ -172,7 +172,9 @@ def bayesbinn_claims(records: list[RunRecord], params: Mapping[str, Any]) -> lis
         setting = run_label(family_records)
         if differences:
             note = (
-                "epoch-matched but not data-matched (JPEG re-encoded stand-in)"
+                "epoch-matched but not data-matched ("
+                f"{family_records[0].provenance.get('dataset_label', family_records[0].config['dataset'])}"
+                f" instead of true {PAPER_DATASETS[family]})"
                 if family_records[0].config["dataset"] != family
                 else "epoch-matched, other recipe"
             )
