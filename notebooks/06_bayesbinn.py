@@ -87,15 +87,15 @@ cl_epochs = 3
 cl_eval_samples = 20
 cl_train_subset = None
 cl_test_subset = None
-temperatures = [1.0e-10, 1.0e-6, 1.0e-2, 1.0]
-temperature_width = 0.25
-temperature_train_subset = 10000
-cifar_datasets = ["cifar10"]
-cifar_substitute = "cifar10-jpeg"
-cifar_width = 0.125
-cifar_train_subset = 5000
-cifar_test_subset = 2000
-cifar_epochs = 5
+temperatures = []
+temperature_width = 1.0
+temperature_train_subset = None
+cifar_datasets = []
+cifar_substitute = None
+cifar_width = 1.0
+cifar_train_subset = None
+cifar_test_subset = None
+cifar_epochs = None
 cifar_seeds = [0]
 
 # %%
