@@ -8,7 +8,11 @@ A chapter states the claims it tests as :class:`Claim` values and turns its run 
   paper number, it leaves the claim "not run at this profile" and shows what it measured;
 - a qualitative claim (a direction, an ordering) may be judged at a reduced scale, but then at
   best "partially" unless the claim does not depend on scale (a property of the update rule);
-- a claim whose paper value is not yet transcribed cannot be judged at all.
+- a claim whose paper value is not yet transcribed cannot be judged at all;
+- a run of a reference implementation's own recipe, stopped after its first epochs, is set beside
+  that implementation's published per-epoch logs at the same epochs ("epoch-matched",
+  :func:`judge_epoch_matched`): it says the curve so far agrees, never that the final number is
+  reproduced.
 
 The book's summary page collects the verdicts of every chapter through
 :data:`bnnlib_book.chapters.CHAPTERS`.
@@ -34,8 +38,12 @@ NO_PAPER_VALUE = "no paper value to compare"
 INCONCLUSIVE = "inconclusive (within the seed spread)"
 INCONSISTENT_REDUCED = "inconsistent at reduced scale"
 TOO_FEW_SEEDS = "too few seeds to grade"
+# Epoch-matched (judge_epoch_matched): our runs of the reference recipe, at every epoch they ran,
+# are within the reference implementation's own runs' spread at the same epoch.
+EPOCH_MATCHED = "epoch-matched"
 STATUSES = (
     REPRODUCED,
+    EPOCH_MATCHED,
     PARTIALLY,
     NOT_REPRODUCED,
     INCONCLUSIVE,
@@ -52,6 +60,12 @@ SE_FACTOR = 2.0
 # (our choice, for one seed per setting): top-1 accuracy in percentage points, PSNR in dB.
 ACCURACY_TOLERANCE = (1.0, 3.0)
 PSNR_TOLERANCE = (0.5, 1.5)
+
+# The epoch-matched band is the reference runs' min-max widened by this many points on each side
+# (accuracy in %). The range of 5 runs is a narrow estimate of their spread: a sixth run of the
+# same distribution falls inside the range of five with probability (5-1)/(5+1) = 2/3 only. 0.1
+# points is 10 of MNIST's 10,000 test images, about the gap between neighbouring reference runs.
+EPOCH_MARGIN = 0.1
 
 FRAME_COLUMNS = ("seed", "chapter", "claim", "source", "paper", "status", "evidence")
 
@@ -239,6 +253,108 @@ def judge_comparison(
     if holds:
         return Verdict(claim, REPRODUCED if at_paper_scale else PARTIALLY, evidence)
     return Verdict(claim, NOT_REPRODUCED if at_paper_scale else INCONSISTENT_REDUCED, evidence)
+
+
+def _epochs_text(epochs: Sequence[int]) -> str:
+    return ", ".join(str(e) for e in epochs)
+
+
+def band_position(mean: float, low: float, high: float, margin: float = EPOCH_MARGIN) -> str:
+    """Where ``mean`` lies against the band ``[low, high]`` widened by ``margin``: "inside",
+    "inside the margin, x points above the max" (or below the min), or "OUTSIDE, x points ..."."""
+    beyond = (
+        f"{low - mean:.2f} points below the min"
+        if mean < low
+        else f"{mean - high:.2f} points above the max"
+    )
+    if low <= mean <= high:
+        return "inside"
+    if low - margin <= mean <= high + margin:
+        return f"inside the margin, {beyond}"
+    return f"OUTSIDE, {beyond}"
+
+
+def judge_epoch_matched(
+    claim: Claim,
+    ours: Mapping[int, Sequence[float]],
+    reference: Mapping[int, Sequence[float]],
+    *,
+    same_recipe: bool,
+    setting: str,
+    margin: float = EPOCH_MARGIN,
+    min_seeds: int = MIN_SEEDS,
+    unit: str = "%",
+) -> Verdict:
+    """Verdict for "our runs follow the reference implementation's curve over the epochs run".
+
+    ``ours`` and ``reference`` map an epoch (1-based) to the per-run values there (our seeds; the
+    reference's logged runs), in the same unit (accuracy in %). The rule: at every epoch we ran,
+    the mean of our runs lies within the reference runs' min-max at that epoch widened by
+    ``margin`` on each side (:data:`EPOCH_MARGIN`, 0.1 points). Then the claim is
+    "epoch-matched"; inside at some epochs only, or with epochs the reference did not log,
+    "partially reproduced"; outside at every epoch, "not reproduced". The evidence gives every
+    epoch's numbers and, outside the band, how far beyond the reference min or max our mean is.
+
+    Graded only when ``same_recipe`` (our runs trained the reference's recipe: data, model,
+    width, optimizer settings, schedule length; else "not run at this profile", not comparable,
+    numbers shown) and with ``min_seeds`` of our runs at every epoch judged (else "too few seeds
+    to grade"). No run: "not run"; no reference at any epoch we ran: "no paper value".
+    ``setting`` labels the runs in the evidence. Epoch-matched is never "reproduced": it covers
+    the epochs run only, not the recipe's final accuracy."""
+    epochs = sorted(e for e, values in ours.items() if len(values))
+    if not epochs:
+        return Verdict(claim, NOT_RUN, f"no runs ({setting})")
+
+    def ours_text(e: int) -> str:
+        values = [float(v) for v in ours[e]]
+        mean = sum(values) / len(values)
+        if len(values) > 1:
+            std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+            return f"{mean:.2f} +- {std:.2f} {unit} (n={len(values)})"
+        return f"{mean:.2f} {unit} (n=1)"
+
+    judged = [e for e in epochs if len(reference.get(e, ())) > 0]
+    unlogged = [e for e in epochs if e not in judged]
+    if not same_recipe:
+        shown = "; ".join(f"epoch {e} ours {ours_text(e)}" for e in epochs)
+        return Verdict(
+            claim, NOT_RUN, f"not comparable, not the reference recipe: {setting}; {shown}"
+        )
+    if not judged:
+        return Verdict(
+            claim,
+            NO_PAPER_VALUE,
+            f"the reference logs no epoch we ran (epochs {_epochs_text(epochs)}); {setting}",
+        )
+    parts = []
+    inside = []
+    for e in judged:
+        values = [float(v) for v in ours[e]]
+        mean = sum(values) / len(values)
+        ref = [float(v) for v in reference[e]]
+        low, high = min(ref), max(ref)
+        band = (
+            f"reference {sum(ref) / len(ref):.2f}, min {low:.2f}, max {high:.2f} ({len(ref)} runs)"
+        )
+        where = band_position(mean, low, high, margin)
+        if where.startswith("inside"):
+            inside.append(e)
+        parts.append(f"epoch {e}: ours {ours_text(e)} vs {band}: {where}")
+    evidence = "; ".join(parts)
+    evidence += f" (band = min-max +- {margin:g} points); {setting}"
+    if unlogged:
+        evidence += f"; epochs {_epochs_text(unlogged)} not in the reference logs"
+    if min(len(ours[e]) for e in judged) < min_seeds:
+        return Verdict(claim, TOO_FEW_SEEDS, f"{evidence}; the rule needs {min_seeds} seeds")
+    if len(inside) == len(judged) and not unlogged:
+        return Verdict(
+            claim, EPOCH_MATCHED, f"epochs {_epochs_text(judged)} all inside: {evidence}"
+        )
+    if inside:
+        return Verdict(
+            claim, PARTIALLY, f"inside at epochs {_epochs_text(inside)} only: {evidence}"
+        )
+    return Verdict(claim, NOT_REPRODUCED, f"outside at every epoch: {evidence}")
 
 
 def not_run(claims: Iterable[Claim], why: str) -> list[Verdict]:

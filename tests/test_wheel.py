@@ -35,6 +35,7 @@ PACKAGES = ("bnnlib", "bnnlib_book")
 SCRIPTS = {"bnnlib": "bnnlib.cli:main", "bnnlib-book": "bnnlib_book.cli:main"}
 RUN_FILES = REPO_ROOT / "bnnlib_book" / "bayesbinn" / "runfiles"
 PAPER_NUMBERS = REPO_ROOT / "bnnlib_book" / "paper_numbers"
+REFERENCE_LOGS = REPO_ROOT / "bnnlib_book" / "bayesbinn" / "reference_logs"
 
 
 def _copy_sources(dest: Path) -> None:
@@ -148,6 +149,7 @@ def test_wheel_holds_the_packages_and_their_data_and_nothing_of_the_checkout(whe
         assert sources <= names, sorted(sources - names)
     data = [
         *RUN_FILES.glob("*.json"),
+        *REFERENCE_LOGS.iterdir(),
         *PAPER_NUMBERS.glob("*.yaml"),
         *(REPO_ROOT / "bnnlib_book" / "vendor").rglob("*"),
     ]
@@ -246,6 +248,12 @@ SUBPROCESS = textwrap.dedent(
         cfg = design.seed_file(name)
         run_config = to_run_config(cfg)
         assert isinstance(run_config, RunConfig) and run_config.hparams_set == cfg.method, name
+
+    # the BayesBiNN authors' logs: 3 data sets x 5 runs x 500 epochs
+    from bnnlib_book.bayesbinn import reference
+
+    assert site in reference.REFERENCE_DIR.resolve().parents
+    assert len(reference.reference_logs()) == 3 * 5 * 500
 
     # the papers' reported numbers
     from bnnlib_book.papers import FOLDER, papers, reported
