@@ -6,7 +6,8 @@ lives here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -36,3 +37,13 @@ def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
                     row[k] = v
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def best_epoch(history: Sequence[Mapping[str, Any]], metric: str = "val_acc") -> Mapping[str, Any]:
+    """The epoch entry of ``history`` with the highest ``metric`` (the first on ties): model
+    selection on the validation set, so the test accuracy read from it is not picked on the test
+    set. ValueError when no entry has ``metric``."""
+    scored = [h for h in history if h.get(metric) is not None]
+    if not scored:
+        raise ValueError(f"no epoch of this history has {metric!r}")
+    return max(scored, key=lambda h: h[metric])

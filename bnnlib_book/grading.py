@@ -156,15 +156,18 @@ def compare_number(
     if paper is None:
         return Verdict(claim, NO_PAPER_VALUE, measured)
     gap = ours - paper
-    reproduced, partial = tolerance
-    status = (
-        REPRODUCED
-        if abs(gap) <= reproduced
-        else PARTIALLY
-        if abs(gap) <= partial
-        else NOT_REPRODUCED
+    return Verdict(
+        claim, gap_status(gap, tolerance), f"{measured}; {gap:+.2f} {unit} from the paper"
     )
-    return Verdict(claim, status, f"{measured}; {gap:+.2f} {unit} from the paper")
+
+
+def gap_status(gap: float, tolerance: tuple[float, float] = ACCURACY_TOLERANCE) -> str:
+    """A paper-scale number ``gap`` away from the paper's: within ``tolerance[0]`` reproduced,
+    within ``tolerance[1]`` partially, else not reproduced."""
+    reproduced, partial = tolerance
+    if abs(gap) <= reproduced:
+        return REPRODUCED
+    return PARTIALLY if abs(gap) <= partial else NOT_REPRODUCED
 
 
 def judge_direction(

@@ -25,15 +25,13 @@ from bnnlib_book.bayesbinn.reference import (
     reference_logs,
     reference_values,
 )
+from bnnlib_book.frames import best_epoch
 from bnnlib_book.grading import (
-    ACCURACY_TOLERANCE,
     NO_PAPER_VALUE,
-    NOT_REPRODUCED,
     NOT_RUN,
-    PARTIALLY,
-    REPRODUCED,
     Claim,
     Verdict,
+    gap_status,
     judge_epoch_matched,
 )
 from bnnlib_book.papers import Reported, reported
@@ -245,22 +243,13 @@ def _final_verdict(family: str, method: str, family_records: Sequence[RunRecord]
     if mean.value is None:
         return Verdict(claim, NO_PAPER_VALUE, measured)
     gap = ours - mean.value
-    reproduced, partial = ACCURACY_TOLERANCE
-    status = (
-        REPRODUCED
-        if abs(gap) <= reproduced
-        else PARTIALLY
-        if abs(gap) <= partial
-        else NOT_REPRODUCED
-    )
-    return Verdict(claim, status, f"{measured}; {gap:+.2f} % from the paper")
+    return Verdict(claim, gap_status(gap), f"{measured}; {gap:+.2f} % from the paper")
 
 
 def test_at_best_val(record: RunRecord) -> float:
     """The test accuracy (fraction) at the epoch of best validation accuracy among the epochs
     run (the paper's model selection; the first such epoch on ties)."""
-    history = [h for h in record.history if h.get("val_acc") is not None]
-    if not history:
-        raise ValueError(f"record {record.key} has no validation accuracy")
-    best = max(history, key=lambda h: h["val_acc"])
-    return best["test_acc"]
+    try:
+        return best_epoch(record.history)["test_acc"]
+    except ValueError:
+        raise ValueError(f"record {record.key} has no validation accuracy") from None

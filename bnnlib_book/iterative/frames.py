@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from bnnlib.experiment.records import RunRecord
+from bnnlib_book.frames import best_epoch
 from bnnlib_book.runs import LabelledRun, labels_by_key
 
 LABELS = ("model", "kind", "order", "run", "seed")
@@ -40,9 +41,8 @@ def run_numbers(record: RunRecord) -> dict[str, float | int]:
     """Test accuracy at the best-validation fully binary epoch, the final and the best test
     accuracy (fully binary epochs), and the epochs they come from."""
     epochs = binary_epochs(record)
-    metric = "val_acc" if "val_acc" in epochs[0] else "test_acc"
-    best_val = max(epochs, key=lambda h: (h[metric], -h["epoch"]))
-    best_test = max(epochs, key=lambda h: (h["test_acc"], -h["epoch"]))
+    best_val = best_epoch(epochs, "val_acc" if "val_acc" in epochs[0] else "test_acc")
+    best_test = best_epoch(epochs, "test_acc")
     return {
         "test_at_best_val": best_val["test_acc"],
         "best_val_epoch": best_val["epoch"],
