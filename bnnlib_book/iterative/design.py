@@ -29,13 +29,16 @@ RELEASED_SEED = 316
 @dataclass(frozen=True)
 class Budget:
     """How big a page's runs are. ``epochs_per_layer`` None is the released E (and every epoch
-    count of the set); subsets None are the full splits."""
+    count of the set); subsets None are the full splits; ``validation_split`` None is the set's
+    held-out fraction (CIFAR-10: 5,000 of the 50,000 training images), a smaller one makes the
+    evaluation of every epoch cheaper."""
 
     dataset: str
     epochs_per_layer: int | None = None
     train_subset: int | None = None
     test_subset: int | None = None
     profile: str | None = None
+    validation_split: float | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Budget:
@@ -45,6 +48,7 @@ class Budget:
             train_subset=params.get("train_subset"),
             test_subset=params.get("test_subset"),
             profile=params.get("profile"),
+            validation_split=params.get("validation_split"),
         )
 
     def hparams(self, model: str, kind: str) -> dict[str, Any]:
@@ -55,6 +59,8 @@ class Budget:
             out["train_subset"] = self.train_subset
         if self.test_subset is not None:
             out["test_subset"] = self.test_subset
+        if self.validation_split is not None:
+            out["validation_split"] = self.validation_split
         if self.epochs_per_layer is None:
             return out
         released = get_hparams(model, "layer")["epochs_per_layer"]
