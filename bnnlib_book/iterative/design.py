@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from bnnlib.experiment.hparams import get_hparams
@@ -89,6 +90,25 @@ def run_name(kind: str, order: str) -> str:
     return order
 
 
+@cache
+def layer_count(model: str) -> int:
+    """How many switchable layers ``model`` has (built on the meta device: nothing allocated)."""
+    import torch
+
+    from bnnlib.methods.layerwise import layer_names
+    from bnnlib.models import create_model
+
+    with torch.device("meta"):
+        return len(layer_names(create_model(model)))
+
+
+def sensitivity_order(model: str, layer: str) -> str:
+    """The order of the run with only layer number ``layer`` binary: the digit form of the
+    command line (``2``) for a model of at most 9 layers, ``L12`` beyond (a digit order names
+    layers 1-9 only, so ``12`` would be layers 1 and 2)."""
+    return layer if layer_count(model) <= 9 else f"L{layer}"
+
+
 def labelled_run(
     model: str,
     kind: str,
@@ -102,8 +122,10 @@ def labelled_run(
     if kind not in KINDS:
         raise ValueError(f"unknown script kind {kind!r}; choose one of {', '.join(KINDS)}")
     hp = budget.hparams(model, kind)
-    if kind == "layer" or kind == "sensitivity":
+    if kind == "layer":
         hp["binarize_order"] = order
+    elif kind == "sensitivity":
+        hp["binarize_order"] = sensitivity_order(model, order)
     hp |= hparams
     name = run_name(kind, order)
     if hparams.get("reset_latent_to_sign"):
