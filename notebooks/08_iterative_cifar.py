@@ -134,9 +134,18 @@ print(f"{len(records)} of {len(runs)} runs recorded")
 # ## What we found
 
 # %%
+
+
+def short(evidence: str) -> str:
+    """The numbers of a verdict's evidence, without the setting (Table 6 has it all)."""
+    if evidence.startswith("no runs"):
+        return "no runs"
+    return " | ".join(part.split(";")[0] for part in evidence.split(" | "))
+
+
 counts = ", ".join(f"{n} {s}" for s, n in status_counts(verdicts).items() if n)
 lines = [f"**{len(verdicts)} claims: {counts}.**", ""]
-lines += [f"- **{v.status}**: {v.claim.statement}." for v in verdicts]
+lines += [f"- **{v.status}**: {v.claim.statement}: {short(v.evidence)}." for v in verdicts]
 if missing:
     lines.append(
         f"- {len(missing)} of the {len(runs)} runs of this page are not recorded yet (listed at "
@@ -159,7 +168,7 @@ def scale_line(model: str) -> str:
     return (
         f"{names[model]}: {p['dataset_label']}, {p['train_size']:,} training, "
         f"{p['val_size']:,} validation and {p['test_size']:,} test images; {epochs} epochs "
-        f"({'the released E' if e is None else f'E = {e} epochs per layer'}); seeds "
+        f"(epochs per layer: {'as released' if e is None else e}); seeds "
         f"{', '.join(run_seeds)}; {p['hardware']}, one CPU thread per run; profile {profile}"
     )
 
@@ -194,7 +203,8 @@ for number, model in enumerate(models, start=1):
     table = frames.seed_table(frames.runs_frame(records, own))
     display(Markdown(f"**Table {number}. {scale_line(model)}.**"))
     if len(table):
-        display(frames.shown_table(table).style.hide(axis="index"))
+        shown = frames.shown_table(table).assign(model=names[model])
+        display(shown.style.hide(axis="index"))
     else:
         display(Markdown("No run of this network is recorded yet."))
 
