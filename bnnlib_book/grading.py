@@ -224,11 +224,16 @@ class Comparison:
             spread = f" +- {100 * std:.2f}" if n > 1 else ""
             return f"{name} {100 * mean:.2f}{spread} % (n={n})"
 
+        se = self.standard_error
+        spread = (
+            f"{SE_FACTOR:g} SE = {100 * SE_FACTOR * se:.2f}"
+            if se == se  # NaN with one seed a side: no spread to state
+            else "no standard error with one seed"
+        )
         return (
             f"{group(self.a, ma, sa, len(self.values_a))} vs "
             f"{group(self.b, mb, sb, len(self.values_b))}: difference "
-            f"{100 * self.difference:+.2f} points, {SE_FACTOR:g} SE = "
-            f"{100 * SE_FACTOR * self.standard_error:.2f}"
+            f"{100 * self.difference:+.2f} points, {spread}"
         )
 
 

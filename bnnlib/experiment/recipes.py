@@ -56,7 +56,7 @@ def build_recipe(
             name,
             model.parameters(),
             **hp,
-            train_set_size=train_samples * hp["trainset_scale"],
+            train_set_size=train_samples * hp.get("trainset_scale", 1),
             generator=torch.Generator(device=device).manual_seed(cfg.seed + 104729),
         )
         schedules = _schedules(hp, train_samples, steps_per_epoch)

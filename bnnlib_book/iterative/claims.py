@@ -17,7 +17,19 @@ from typing import Any
 import pandas as pd
 
 from bnnlib.experiment.records import RunRecord
-from bnnlib_book.grading import Claim, Comparison, Verdict, judge_comparison
+from bnnlib_book.grading import (
+    INCONCLUSIVE,
+    INCONSISTENT_REDUCED,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    PARTIALLY,
+    REPRODUCED,
+    TOO_FEW_SEEDS,
+    Claim,
+    Comparison,
+    Verdict,
+    judge_comparison,
+)
 from bnnlib_book.iterative import design
 from bnnlib_book.iterative.frames import runs_frame
 from bnnlib_book.runs import LabelledRun
@@ -141,3 +153,261 @@ def mnist_verdicts(
 def mnist_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
     """The MNIST page's verdicts from its records and parameters (the summary's grader)."""
     return mnist_verdicts(records, mnist_runs(params), params)
+
+
+# -- CIFAR-10: VGG-5, VGG-9 and ResNet-20 ---------------------------------------------------------
+
+CIFAR_CHAPTER = "08_iterative_cifar"
+# The CIFAR networks of the released scripts, shallow to deep, and their binarizable layers.
+CIFAR_MODELS = ("vgg5", "vgg9", "resnet20")
+CIFAR_LAYERS = {"vgg5": 5, "vgg9": 9, "resnet20": 20}
+MODEL_NAMES = {"vgg5": "VGG-5", "vgg9": "VGG-9", "resnet20": "ResNet-20"}
+
+
+def _cifar_claim(statement: str) -> Claim:
+    return Claim("004", CIFAR_CHAPTER, statement, SOURCE, NOT_TRANSCRIBED)
+
+
+ITERATIVE_BEATS_BINARY_CIFAR = {
+    model: _cifar_claim(
+        f"{name} on CIFAR-10: iterative training in the forward order reaches a better fully "
+        "binary network than training it binary from the start"
+    )
+    for model, name in MODEL_NAMES.items()
+}
+ADVANTAGE_GROWS_WITH_DEPTH = _cifar_claim(
+    "The advantage of iterative (forward) over all-binary training grows with depth: VGG-5 < "
+    "VGG-9 < ResNet-20"
+)
+FORWARD_BEATS_REVERSE_CIFAR = {
+    model: _cifar_claim(f"{name} on CIFAR-10: the forward order beats the reverse order")
+    for model, name in MODEL_NAMES.items()
+}
+ASCEND_BEATS_FORWARD = {
+    model: _cifar_claim(
+        f"{name} on CIFAR-10: the sensitivity-guided order (ascend) improves on the forward order"
+    )
+    for model, name in MODEL_NAMES.items()
+}
+CIFAR_CLAIMS = (
+    *ITERATIVE_BEATS_BINARY_CIFAR.values(),
+    ADVANTAGE_GROWS_WITH_DEPTH,
+    *FORWARD_BEATS_REVERSE_CIFAR.values(),
+    *ASCEND_BEATS_FORWARD.values(),
+)
+GUIDED_ORDERS = ("ascend", "descend")
+
+
+def cifar_budget(params: Mapping[str, Any], model: str) -> design.Budget:
+    """The budget of ``model``'s runs: the page's data sizes and that model's epochs per layer
+    (a model absent from ``epochs_per_layer`` trains the released epochs)."""
+    return design.Budget(
+        dataset=params["dataset"],
+        epochs_per_layer=params["epochs_per_layer"].get(model),
+        train_subset=params.get("train_subset"),
+        test_subset=params.get("test_subset"),
+        profile=params.get("profile"),
+        validation_split=params.get("validation_split"),
+    )
+
+
+def cifar_sensitivity_runs(params: Mapping[str, Any]) -> list[LabelledRun]:
+    """One sensitivity run per layer of every model in ``sensitivity_models``, at ``seed``."""
+    runs: list[LabelledRun] = []
+    for model in params["sensitivity_models"]:
+        layers = range(1, CIFAR_LAYERS[model] + 1)
+        runs += design.sensitivity_runs(model, cifar_budget(params, model), params["seed"], layers)
+    return runs
+
+
+def cifar_runs(params: Mapping[str, Any]) -> list[LabelledRun]:
+    """Every run of the CIFAR page, sensitivity runs first (the guided orders read their records):
+    per model in ``models``, all binary and the orders in ``seeded_orders`` at each of
+    ``seeds[model]``, the float baseline and the other ``orders[model]`` at ``seed``;
+    ``ascend``/``descend`` ranked by that model's sensitivity runs at ``seed`` (so the model must
+    be in ``sensitivity_models``)."""
+    sensitivity = cifar_sensitivity_runs(params)
+    runs = list(sensitivity)
+    seed = params["seed"]
+    for model in params["models"]:
+        budget = cifar_budget(params, model)
+        seeds = list(params["seeds"].get(model, [seed]))
+        runs.append(design.labelled_run(model, "float", "", seed, budget))
+        runs += [design.labelled_run(model, "binary", "", s, budget) for s in seeds]
+        for order in params["orders"][model]:
+            order_seeds = seeds if order in params["seeded_orders"] else [seed]
+            if order in GUIDED_ORDERS:
+                own = [r for r in sensitivity if r.label["model"] == model]
+                if len(own) != CIFAR_LAYERS[model]:
+                    raise ValueError(
+                        f"order {order!r} of {model} is ranked by its sensitivity runs; add "
+                        f"{model} to sensitivity_models"
+                    )
+                runs += [design.guided_run(model, order, s, budget, own) for s in order_seeds]
+            else:
+                runs += [design.labelled_run(model, "layer", order, s, budget) for s in order_seeds]
+    return runs
+
+
+def cifar_at_released_recipe(params: Mapping[str, Any], model: str) -> bool:
+    """True CIFAR-10 with the 45,000 / 5,000 split, the full test set and the released epochs."""
+    return (
+        params["dataset"] == "cifar10"
+        and params["epochs_per_layer"].get(model) is None
+        and params.get("train_subset") is None
+        and params.get("test_subset") is None
+        and params.get("validation_split") is None
+    )
+
+
+def cifar_setting(
+    records: Sequence[RunRecord], frame: pd.DataFrame, model: str, params: Mapping[str, Any]
+) -> str:
+    """What a verdict's numbers come from: data, images, epochs, model, hardware, scale."""
+    keys = set(frame.loc[frame["model"] == model, "key"])
+    prov = [r.provenance for r in records if r.key in keys]
+    scale = "released recipe" if cifar_at_released_recipe(params, model) else "reduced budget"
+    if not prov:
+        return f"{MODEL_NAMES[model]} on {params['dataset']} ({scale}), profile {params['profile']}"
+    p = prov[0]
+    epochs = ", ".join(str(e) for e in sorted({q["epochs"] for q in prov}))
+    return (
+        f"{MODEL_NAMES[model]} on {p['dataset_label']}, {p['train_size']:,} train / "
+        f"{p['val_size']:,} validation / {p['test_size']:,} test images, {epochs} epochs, "
+        f"{p['hardware']} ({scale}, profile {params['profile']})"
+    )
+
+
+def _model_comparison(frame: pd.DataFrame, model: str, a: str, b: str) -> Comparison | None:
+    return _comparison(frame[frame["model"] == model], a, b)
+
+
+def advantage(frame: pd.DataFrame, model: str) -> tuple[float, ...]:
+    """Per seed with both runs: forward minus all binary (the metric, as a fraction)."""
+    own = frame[frame["model"] == model]
+    forward = dict(
+        zip(
+            own.loc[own["run"] == "forward", "seed"],
+            own.loc[own["run"] == "forward", METRIC],
+            strict=True,
+        )
+    )
+    binary = dict(
+        zip(
+            own.loc[own["run"] == "all binary", "seed"],
+            own.loc[own["run"] == "all binary", METRIC],
+            strict=True,
+        )
+    )
+    return tuple(forward[s] - binary[s] for s in forward if s in binary)
+
+
+# Statuses of the depth claim's pairs, the one that decides first: a missing pair leaves the claim
+# not run, too few seeds ungraded, one pair the other way decides against it, one within the
+# spread leaves it inconclusive; only both pairs beyond the spread reproduce it (partially at a
+# reduced budget).
+_DEPTH_PRECEDENCE = (
+    NOT_RUN,
+    TOO_FEW_SEEDS,
+    NOT_REPRODUCED,
+    INCONSISTENT_REDUCED,
+    INCONCLUSIVE,
+    PARTIALLY,
+    REPRODUCED,
+)
+
+
+def depth_verdict(
+    frame: pd.DataFrame, records: Sequence[RunRecord], params: Mapping[str, Any]
+) -> Verdict:
+    """The rule of :data:`ADVANTAGE_GROWS_WITH_DEPTH`: the per-seed advantage (forward minus all
+    binary, same seed) of each deeper network against the next shallower one (VGG-9 against
+    VGG-5, ResNet-20 against VGG-9), each pair by :func:`judge_comparison`; the claim takes the
+    first status of :data:`_DEPTH_PRECEDENCE` among the two pairs."""
+    pairs = []
+    for shallow, deep in zip(CIFAR_MODELS, CIFAR_MODELS[1:], strict=False):
+        a, b = advantage(frame, deep), advantage(frame, shallow)
+        comparison = (
+            Comparison(f"{MODEL_NAMES[deep]} advantage", a, f"{MODEL_NAMES[shallow]} advantage", b)
+            if a and b
+            else None
+        )
+        scale = cifar_at_released_recipe(params, deep) and cifar_at_released_recipe(params, shallow)
+        setting = f"{cifar_setting(records, frame, deep, params)}; {cifar_setting(records, frame, shallow, params)}"
+        pairs.append(
+            judge_comparison(
+                ADVANTAGE_GROWS_WITH_DEPTH, comparison, at_paper_scale=scale, setting=setting
+            )
+        )
+    status = min((p.status for p in pairs), key=_DEPTH_PRECEDENCE.index)
+    evidence = " | ".join(p.evidence for p in pairs)
+    return Verdict(ADVANTAGE_GROWS_WITH_DEPTH, status, evidence)
+
+
+def cifar_verdicts(
+    records: Sequence[RunRecord], runs: Sequence[LabelledRun], params: Mapping[str, Any]
+) -> list[Verdict]:
+    """The CIFAR page's verdicts, each graded by :func:`judge_comparison` on :data:`METRIC`."""
+    frame = runs_frame(records, runs)
+    frame = frame[frame["kind"] != "sensitivity"]
+    verdicts = []
+
+    def judge(claim: Claim, model: str, a: str, b: str) -> Verdict:
+        return judge_comparison(
+            claim,
+            _model_comparison(frame, model, a, b),
+            at_paper_scale=cifar_at_released_recipe(params, model),
+            setting=cifar_setting(records, frame, model, params),
+        )
+
+    for model in CIFAR_MODELS:
+        verdicts.append(judge(ITERATIVE_BEATS_BINARY_CIFAR[model], model, "forward", "all binary"))
+    verdicts.append(depth_verdict(frame, records, params))
+    for model in CIFAR_MODELS:
+        verdicts.append(judge(FORWARD_BEATS_REVERSE_CIFAR[model], model, "forward", "reverse"))
+    for model in CIFAR_MODELS:
+        verdicts.append(judge(ASCEND_BEATS_FORWARD[model], model, "ascend", "forward"))
+    return verdicts
+
+
+def cifar_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:
+    """The CIFAR page's verdicts from its records and parameters (the summary's grader)."""
+    return cifar_verdicts(records, cifar_runs(params), params)
+
+
+# The released code's stored ``ascend`` orders (spec B.3, translated from module indices to layer
+# numbers); ``descend`` is their reverse. Ours are ranked from our own sensitivity runs.
+RELEASED_ASCEND = {
+    "vgg5": "L5,L4,L1,L3,L2",
+    "vgg9": "L8,L9,L1,L7,L6,L3,L5,L2,L4",
+    "resnet20": "L19,L6,L5,L7,L1,L9,L12,L4,L8,L3,L14,L11,L15,L18,L2,L13,L10,L16,L17,L20",
+}
+# The released ``random`` orders (one stored permutation each); bnnlib's ``random`` is drawn
+# from ``order_seed`` instead.
+RELEASED_RANDOM = {
+    "vgg5": "L2,L5,L1,L3,L4",
+    "vgg9": "L3,L8,L1,L5,L6,L9,L2,L4,L7",
+    "resnet20": "L4,L14,L10,L11,L13,L6,L9,L2,L15,L8,L17,L7,L18,L16,L20,L5,L1,L19,L12,L3",
+}
+
+
+def layer_numbers(model: str) -> dict[str, str]:
+    """Layer name -> its number in the forward order (``conv1`` -> ``L1``), from the model
+    built on the meta device (nothing allocated)."""
+    import torch
+
+    from bnnlib.methods.layerwise import layer_names
+    from bnnlib.models import create_model
+
+    with torch.device("meta"):
+        names = layer_names(create_model(model))
+    return {name: f"L{k}" for k, name in enumerate(names, start=1)}
+
+
+def recorded_order(timeline: pd.DataFrame, model: str, run: str) -> str:
+    """The order a run binarized its layers in, as its record has it (``timeline`` as
+    :func:`bnnlib_book.iterative.frames.timeline_frame` makes it), in layer numbers; "" if the
+    run is not in ``timeline``."""
+    own = timeline[(timeline["model"] == model) & (timeline["run"] == run)].sort_values("turn")
+    numbers = layer_numbers(model)
+    return ",".join(numbers[name] for name in own["layer"])

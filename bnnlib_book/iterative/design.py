@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from bnnlib.experiment.hparams import get_hparams
@@ -29,13 +30,16 @@ RELEASED_SEED = 316
 @dataclass(frozen=True)
 class Budget:
     """How big a page's runs are. ``epochs_per_layer`` None is the released E (and every epoch
-    count of the set); subsets None are the full splits."""
+    count of the set); subsets None are the full splits; ``validation_split`` None is the set's
+    held-out fraction (CIFAR-10: 5,000 of the 50,000 training images), a smaller one makes the
+    evaluation of every epoch cheaper."""
 
     dataset: str
     epochs_per_layer: int | None = None
     train_subset: int | None = None
     test_subset: int | None = None
     profile: str | None = None
+    validation_split: float | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Budget:
@@ -45,6 +49,7 @@ class Budget:
             train_subset=params.get("train_subset"),
             test_subset=params.get("test_subset"),
             profile=params.get("profile"),
+            validation_split=params.get("validation_split"),
         )
 
     def hparams(self, model: str, kind: str) -> dict[str, Any]:
@@ -55,6 +60,8 @@ class Budget:
             out["train_subset"] = self.train_subset
         if self.test_subset is not None:
             out["test_subset"] = self.test_subset
+        if self.validation_split is not None:
+            out["validation_split"] = self.validation_split
         if self.epochs_per_layer is None:
             return out
         released = get_hparams(model, "layer")["epochs_per_layer"]
@@ -83,6 +90,25 @@ def run_name(kind: str, order: str) -> str:
     return order
 
 
+@cache
+def layer_count(model: str) -> int:
+    """How many switchable layers ``model`` has (built on the meta device: nothing allocated)."""
+    import torch
+
+    from bnnlib.methods.layerwise import layer_names
+    from bnnlib.models import create_model
+
+    with torch.device("meta"):
+        return len(layer_names(create_model(model)))
+
+
+def sensitivity_order(model: str, layer: str) -> str:
+    """The order of the run with only layer number ``layer`` binary: the digit form of the
+    command line (``2``) for a model of at most 9 layers, ``L12`` beyond (a digit order names
+    layers 1-9 only, so ``12`` would be layers 1 and 2)."""
+    return layer if layer_count(model) <= 9 else f"L{layer}"
+
+
 def labelled_run(
     model: str,
     kind: str,
@@ -96,8 +122,10 @@ def labelled_run(
     if kind not in KINDS:
         raise ValueError(f"unknown script kind {kind!r}; choose one of {', '.join(KINDS)}")
     hp = budget.hparams(model, kind)
-    if kind == "layer" or kind == "sensitivity":
+    if kind == "layer":
         hp["binarize_order"] = order
+    elif kind == "sensitivity":
+        hp["binarize_order"] = sensitivity_order(model, order)
     hp |= hparams
     name = run_name(kind, order)
     if hparams.get("reset_latent_to_sign"):

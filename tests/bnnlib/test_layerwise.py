@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bnnlib.experiment.config import RunConfig
-from bnnlib.experiment.recipes import _schedules
+from bnnlib.experiment.recipes import _schedules, build_recipe
 from bnnlib.layers import SwitchableConv2d, SwitchableLinear, switchable_layers
 from bnnlib.methods.layerwise import (
     LayerBinarization,
@@ -252,6 +252,14 @@ def test_multistep_is_stepped_before_each_epoch():
     assert sched(999 * 351 - 1) == pytest.approx(0.1) and sched(999 * 351) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="increasing"):
         MultiStep(0.1, (5, 3))
+
+
+def test_the_resnet_sgd_recipe_builds():
+    """SGD takes the whole model, as BayesBiNN does, but has no trainset_scale key."""
+    cfg = RunConfig(model="resnet20", dataset="cifar10", hparams_set="layer").resolve()
+    recipe = build_recipe(cfg, create_model("resnet20"), 45_000)
+    assert isinstance(recipe.optimizer, torch.optim.SGD)
+    assert recipe.optimizer.param_groups[0]["weight_decay"] == 1e-4
 
 
 def test_the_released_sets_are_resolved_with_their_epochs():
