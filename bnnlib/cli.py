@@ -356,10 +356,15 @@ def _iterative_order(args: argparse.Namespace) -> dict[str, Any]:
 
     with torch.device("meta"):
         names = layer_names(create_model(args.model))
-    first = resolve_order(args.order, names)[:1]
+    if args.order.isdigit() and 1 <= int(args.order) <= len(names):  # a layer number, as "12"
+        first = [names[int(args.order) - 1]]
+    else:
+        first = resolve_order(args.order, names)[:1]
     if not first:
         raise UsageError(f"sensitivity order {args.order!r} names no layer")
-    return {"binarize_order": str(names.index(first[0]) + 1)}
+    number = names.index(first[0]) + 1
+    # a digit, as the scripts write it, up to 9 layers; beyond, L12 (the digits 12 are L1, L2)
+    return {"binarize_order": str(number) if len(names) <= 9 else f"L{number}"}
 
 
 def _train_continual(args: argparse.Namespace, cfg, results_dir: Path) -> int:  # noqa: ANN001

@@ -319,8 +319,8 @@ def _layerwise(
     """The released scripts of layer-by-layer binarization (Lan, 2021; arXiv 2111.07046) for one
     network: ``float`` (no layer binary), ``binary`` (every layer binary from epoch 1) and
     ``layer`` (one more layer binary every ``epochs_per_layer`` epochs, forward order), all over
-    the same ``epochs``; and ``sensitivity`` (only layer 1 binary; name another layer with
-    binarize_order), over ``sensitivity``'s epochs. lr is the README's example value (the
+    the same ``epochs``; and ``sensitivity`` (only layer 1 binary, ``L1``; name another layer
+    with binarize_order), over ``sensitivity``'s epochs. lr is the README's example value (the
     paper's chosen values are not transcribed)."""
     base: dict[str, Any] = {
         "optimizer": optimizer,
@@ -338,7 +338,7 @@ def _layerwise(
         "float": {**base, "binarize_order": "none"},
         "binary": {**base, "binarize_order": "all"},
         "layer": {**base, "binarize_order": "forward"},
-        "sensitivity": {**base, "binarize_order": "1", **sensitivity},
+        "sensitivity": {**base, "binarize_order": "L1", **sensitivity},
     }
 
 

@@ -519,3 +519,14 @@ def test_cli_sensitivity_binarizes_the_first_layer_of_the_scripts_rotation(rotat
 
     args = argparse.Namespace(kind="sensitivity", model="mlp300", order=rotation)
     assert _iterative_order(args) == {"binarize_order": layer}
+
+
+def test_cli_sensitivity_of_a_deep_network_names_its_layer_with_l():
+    import argparse
+
+    from bnnlib.cli import _iterative_order
+
+    args = argparse.Namespace(kind="sensitivity", model="resnet20", order="12")
+    assert _iterative_order(args) == {"binarize_order": "L12"}
+    hp = RunConfig(model="resnet20", dataset="cifar10", hparams_set="sensitivity").resolve().hparams
+    assert resolve_order(hp["binarize_order"], [f"l{i}" for i in range(20)]) == ["l0"]
