@@ -174,20 +174,9 @@ def curves_chart(
         filters.append(f"datum[{json.dumps(index_column)}] == {name}")
         names = json.dumps([format_value(v) for v in grid])
         labels.append(f"{json.dumps(column + ' = ')} + {names}[{name}]")
-    for column, options in selects.items():
-        choices = list(df[column].dropna().unique()) if options is None else list(options)
-        if not choices:
-            raise ValueError(f"select {column!r} has no options")
-        choices = [c.item() if isinstance(c, np.generic) else c for c in choices]
-        name = _param_name(column)
-        params.append(
-            alt.param(
-                name=name,
-                value=choices[0],
-                bind=alt.binding_select(options=choices, name=f"{column} "),
-            )
-        )
-        filters.append(f"datum[{json.dumps(column)}] == {name}")
+    for param, expression in _drop_downs(df, selects):
+        params.append(param)
+        filters.append(expression)
 
     heading = title or f"{y} by {x}"
     title_text: Any = heading
@@ -213,6 +202,25 @@ def curves_chart(
     for expression in filters:
         chart = chart.transform_filter(expression)
     return chart.properties(width=width, height=height, title=alt.TitleParams(text=title_text))
+
+
+def _drop_downs(
+    df: pd.DataFrame, selects: Mapping[str, Sequence[Any] | None]
+) -> list[tuple[Any, str]]:
+    """(parameter, filter expression) of a drop-down per column of ``selects``: its options
+    (None: the values in ``df``), starting at the first."""
+    out = []
+    for column, options in selects.items():
+        choices = list(df[column].dropna().unique()) if options is None else list(options)
+        if not choices:
+            raise ValueError(f"select {column!r} has no options")
+        choices = [c.item() if isinstance(c, np.generic) else c for c in choices]
+        name = _param_name(column)
+        param = alt.param(
+            name=name, value=choices[0], bind=alt.binding_select(options=choices, name=f"{column} ")
+        )
+        out.append((param, f"datum[{json.dumps(column)}] == {name}"))
+    return out
 
 
 def timeline_chart(
@@ -251,20 +259,9 @@ def timeline_chart(
         )
     )
     params, filters = [], []
-    for column, options in selects.items():
-        choices = list(df[column].dropna().unique()) if options is None else list(options)
-        if not choices:
-            raise ValueError(f"select {column!r} has no options")
-        choices = [c.item() if isinstance(c, np.generic) else c for c in choices]
-        name = _param_name(column)
-        params.append(
-            alt.param(
-                name=name,
-                value=choices[0],
-                bind=alt.binding_select(options=choices, name=f"{column} "),
-            )
-        )
-        filters.append(f"datum[{json.dumps(column)}] == {name}")
+    for param, expression in _drop_downs(df, selects):
+        params.append(param)
+        filters.append(expression)
     if params:
         chart = chart.add_params(*params)
     for expression in filters:

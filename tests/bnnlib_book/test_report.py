@@ -227,3 +227,24 @@ def test_reconstruction_panel_switches_images() -> None:
     shown = [column.children[1].value for column in images.children]
     assert shown == [report.png_bytes(data["BAE"]["worst"][k]) for k in report.RECONSTRUCTION_KINDS]
     assert caption.value.startswith("BAE, worst test image #2")
+
+
+def test_timeline_chart_bars_cover_each_binary_layer_and_its_drop_down_filters_runs():
+    frame = pd.DataFrame(
+        {
+            "run": ["forward", "forward", "reverse"],
+            "layer": ["fc1", "fc2", "fc2"],
+            "turn": [1, 2, 1],
+            "first epoch": [1, 3, 1],
+            "last epoch": [4, 4, 4],
+        }
+    )
+    spec = report.timeline_chart(frame, selects={"run": None}).to_dict()
+    rows = spec["data"]["values"]
+    assert [r["last epoch"] for r in rows] == [5, 5, 5]  # a bar covers its last epoch
+    assert spec["encoding"]["y"]["sort"]["field"] == "turn"
+    (param,) = spec["params"]
+    assert param["bind"]["options"] == ["forward", "reverse"] and param["value"] == "forward"
+    assert any('datum["run"]' in t["filter"] for t in spec["transform"])
+    with pytest.raises(ValueError, match="has no options"):
+        report.timeline_chart(frame, selects={"run": []})
