@@ -115,13 +115,16 @@ def mnist_verdicts(
     setting = setting_label(params, frame)
     scale = at_released_recipe(params)
     means = order_means(frame, params["orders"])
+    unrun = [o for o in params["orders"] if o not in means.index]
+    # A claim over all the orders is not graded on some of them (the best or worst may be missing).
+    incomplete = f"orders without a record: {', '.join(unrun)}" if unrun else ""
     verdicts = []
     if len(means) >= 2:
         best, worst = means.index[0], means.index[-1]
         spread = _comparison(frame, best, worst)
     else:
         spread = None
-    verdicts.append(judge_comparison(ORDER_MATTERS, spread, at_paper_scale=scale, setting=setting))
+    verdicts.append(_over_orders(ORDER_MATTERS, spread, scale, setting, incomplete))
     verdicts.append(
         judge_comparison(
             ITERATIVE_BEATS_BINARY,
@@ -140,14 +143,24 @@ def mnist_verdicts(
     )
     others = [o for o in means.index if o != "forward"]
     verdicts.append(
-        judge_comparison(
+        _over_orders(
             FORWARD_IS_BEST,
             _comparison(frame, "forward", others[0]) if others and "forward" in means else None,
-            at_paper_scale=scale,
-            setting=setting + (f"; against the best other order, {others[0]}" if others else ""),
+            scale,
+            setting + (f"; against the best other order, {others[0]}" if others else ""),
+            incomplete,
         )
     )
     return verdicts
+
+
+def _over_orders(
+    claim: Claim, comparison: Comparison | None, scale: bool, setting: str, incomplete: str
+) -> Verdict:
+    verdict = judge_comparison(claim, comparison, at_paper_scale=scale, setting=setting)
+    if incomplete and comparison is not None:
+        return Verdict(claim, NOT_RUN, f"{verdict.evidence}; not graded, {incomplete}")
+    return verdict
 
 
 def mnist_claims(records: list[RunRecord], params: Mapping[str, Any]) -> list[Verdict]:

@@ -159,6 +159,15 @@ def test_mnist_claims_at_the_released_recipe():
     assert verdicts[claims.ITERATIVE_BEATS_BINARY].status == grading.NOT_REPRODUCED
 
 
+def test_claims_over_all_orders_wait_for_every_order():
+    runs, records = _grid_records(gap=0.02)
+    partial = [r for r in records if r.key not in {x.key for x in runs if x.label["run"] == "132"}]
+    verdicts = {v.claim: v for v in claims.mnist_claims(partial, RELEASED)}
+    assert verdicts[claims.ORDER_MATTERS].status == grading.NOT_RUN
+    assert "orders without a record: 132" in verdicts[claims.FORWARD_IS_BEST].evidence
+    assert verdicts[claims.FORWARD_BEATS_REVERSE].status == grading.REPRODUCED
+
+
 def test_mnist_claims_without_records_are_not_run_and_reduced_budgets_say_so():
     verdicts = claims.mnist_claims([], RELEASED)
     assert {v.status for v in verdicts} == {grading.NOT_RUN}
