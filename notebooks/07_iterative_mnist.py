@@ -30,8 +30,9 @@
 # batch 100, $E = 150$ epochs per layer, 450 epochs in all (fully binary from epoch 301), on
 # the first 55,000 training images, validating on the last 5,000. The float and all-binary
 # baselines train the same 450 epochs. One epoch takes about 2 s on one CPU core here, so the
-# whole recipe fits this book's CPU: every order and both baselines are run with the released
-# seed 316 and two more seeds.
+# whole recipe fits this book's CPU: the grid is every order and both baselines with the
+# released seed 316 and two more seeds, about 15 minutes per run. The page counts the runs
+# recorded so far and lists the missing ones with their commands.
 #
 # **What we measure.** The claim is about the fully binary network, so a run's number is its test
 # accuracy at the epoch of best validation accuracy among the epochs in which every layer is
