@@ -268,20 +268,25 @@ def _json_run_config(args: argparse.Namespace, profile: str | None):  # noqa: AN
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    return _train(args, _run_config(args, args.profile), tensorboard=args.tensorboard)
+
+
+def _train(args: argparse.Namespace, cfg, *, tensorboard: bool = False) -> int:  # noqa: ANN001
+    """Check, then dry-run or train ``cfg`` into LOGDIR/<dataset>/<model> and print its record:
+    what `train` and `iterative` share once their config is built."""
     from bnnlib.experiment.runs import dry_run, run
     from bnnlib.train.trainer import TrainingDiverged
 
-    cfg = _run_config(args, args.profile)
     results_dir = Path(args.logdir) / cfg.dataset / cfg.model
     _check_inputs(cfg, None if args.dry_run else results_dir)
     if args.dry_run:
         print(json.dumps(dry_run(cfg), indent=1))
         return 0
-    if args.tasks is not None:
+    if getattr(args, "tasks", None) is not None:
         return _train_continual(args, cfg, results_dir)
     try:
         record = run(
-            cfg, results_dir, force=args.force, tensorboard=args.tensorboard, on_epoch=_print_epoch
+            cfg, results_dir, force=args.force, tensorboard=tensorboard, on_epoch=_print_epoch
         )
     except (TrainingDiverged, KeyboardInterrupt) as exc:
         return _stopped(exc)
@@ -292,8 +297,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_iterative(args: argparse.Namespace) -> int:
     from bnnlib.experiment.config import RunConfig
-    from bnnlib.experiment.runs import dry_run, run
-    from bnnlib.train.trainer import TrainingDiverged
 
     hp = parse_hparams(args.hparams)
     try:
@@ -323,18 +326,7 @@ def _cmd_iterative(args: argparse.Namespace) -> int:
         ).resolve()
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
-    results_dir = Path(args.logdir) / cfg.dataset / cfg.model
-    _check_inputs(cfg, None if args.dry_run else results_dir)
-    if args.dry_run:
-        print(json.dumps(dry_run(cfg), indent=1))
-        return 0
-    try:
-        record = run(cfg, results_dir, force=args.force, on_epoch=_print_epoch)
-    except (TrainingDiverged, KeyboardInterrupt) as exc:
-        return _stopped(exc)
-    print(f"run record: {record.path}")
-    print(json.dumps(record.final, indent=1))
-    return 0
+    return _train(args, cfg)
 
 
 def _iterative_order(args: argparse.Namespace) -> dict[str, Any]:
@@ -351,20 +343,19 @@ def _iterative_order(args: argparse.Namespace) -> dict[str, Any]:
         return {"binarize_order": args.order}
     import torch
 
-    from bnnlib.methods.layerwise import layer_names, resolve_order
+    from bnnlib.methods.layerwise import layer_names, resolve_order, single_layer_order
     from bnnlib.models import create_model
 
     with torch.device("meta"):
         names = layer_names(create_model(args.model))
     if args.order.isdigit() and 1 <= int(args.order) <= len(names):  # a layer number, as "12"
-        first = [names[int(args.order) - 1]]
+        number = int(args.order)
     else:
         first = resolve_order(args.order, names)[:1]
-    if not first:
-        raise UsageError(f"sensitivity order {args.order!r} names no layer")
-    number = names.index(first[0]) + 1
-    # a digit, as the scripts write it, up to 9 layers; beyond, L12 (the digits 12 are L1, L2)
-    return {"binarize_order": str(number) if len(names) <= 9 else f"L{number}"}
+        if not first:
+            raise UsageError(f"sensitivity order {args.order!r} names no layer")
+        number = names.index(first[0]) + 1
+    return {"binarize_order": single_layer_order(number, len(names))}
 
 
 def _train_continual(args: argparse.Namespace, cfg, results_dir: Path) -> int:  # noqa: ANN001

@@ -86,20 +86,24 @@ def check_run(
     except ValueError as exc:
         raise ValueError(f"dataset {cfg.dataset!r}: {exc}") from None
     hp = cfg.hparams
-    check_split_sizes(
-        cfg.dataset,
-        hp["batch_size"],
-        validation_split=hp["validation_split"],
-        validation_tail=hp.get("validation_tail", 0),
-        train_subset=hp["train_subset"],
-        test_subset=hp["test_subset"],
-    )
+    check_split_sizes(cfg.dataset, hp["batch_size"], **split_options(hp))
     if "binarize_order" in hp:
         check_layer_order(hp, model, results_dir)
     if check_data:
         check_dataset(cfg.dataset)
     if results_dir is not None:
         check_results_dir(Path(results_dir), checkpoint_bytes(model), label=label)
+
+
+def split_options(hp: dict) -> dict:
+    """The keyword arguments of the data splits a resolved hparams set names, as
+    :func:`bnnlib.data.build_loaders` and :func:`bnnlib.data.check_split_sizes` take them."""
+    return {
+        "validation_split": hp["validation_split"],
+        "validation_tail": hp.get("validation_tail", 0),
+        "train_subset": hp["train_subset"],
+        "test_subset": hp["test_subset"],
+    }
 
 
 def check_layer_order(hp: dict, model: nn.Module, results_dir: str | Path | None) -> None:

@@ -71,7 +71,7 @@ def prepare(
     binarization run gets its :class:`~bnnlib.methods.layerwise.LayerBinarization` callback;
     ``results_dir`` holds the records of its sensitivity runs, if its order reads any."""
     from bnnlib.data import build_loaders
-    from bnnlib.experiment.preflight import check_device, check_run
+    from bnnlib.experiment.preflight import check_device, check_run, split_options
     from bnnlib.experiment.recipes import build_model, build_recipe
 
     cfg = resolve_config(config)
@@ -83,10 +83,7 @@ def prepare(
         cfg.dataset,
         cfg.preprocess_fn,
         hp["batch_size"],
-        validation_split=hp["validation_split"],
-        validation_tail=hp.get("validation_tail", 0),
-        train_subset=hp["train_subset"],
-        test_subset=hp["test_subset"],
+        **split_options(hp),
         seed=cfg.seed,
         device=device,
     )
@@ -124,7 +121,7 @@ def sensitivity_scores(
     """Layer name -> the best validation accuracy (test accuracy without a validation split) of
     its sensitivity run: the complete record of each key under ``results_dir``, each with one
     binary layer of ``model``. ValueError naming the key that is missing or does not fit."""
-    from bnnlib.methods.layerwise import layer_names
+    from bnnlib.methods.layerwise import layer_names, sensitivity_score
 
     names = layer_names(model)
     scores: dict[str, float] = {}
@@ -135,18 +132,18 @@ def sensitivity_scores(
                 f"sensitivity run {key!r} has no record at {path}; run the sensitivity runs first "
                 "(bnnlib iterative sensitivity ...) or give their results folder"
             )
-        rec = RunRecord.load(path)
-        layers = {tuple(h.get("binary_layers", ())) for h in rec.history}
-        if len(layers) != 1 or len(next(iter(layers))) != 1 or next(iter(layers))[0] not in names:
+        try:
+            layer, score = sensitivity_score(RunRecord.load(path).history)
+        except ValueError as exc:
+            raise ValueError(f"run {key!r}: {exc}") from None
+        if layer not in names:
             raise ValueError(
-                f"run {key!r} is not a sensitivity run of this model: its binary layers per "
-                f"epoch are {sorted(layers)}, a sensitivity run has one of {', '.join(names)}"
+                f"run {key!r} is not a sensitivity run of this model: its binary layer {layer!r} "
+                f"is not one of {', '.join(names)}"
             )
-        layer = next(iter(layers))[0]
         if layer in scores:
             raise ValueError(f"sensitivity_runs name two runs of layer {layer!r}")
-        metric = "val_acc" if "val_acc" in rec.history[-1] else "test_acc"
-        scores[layer] = max(float(h[metric]) for h in rec.history)
+        scores[layer] = score
     return scores
 
 

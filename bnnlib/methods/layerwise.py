@@ -137,6 +137,29 @@ def binary_at(switches: Mapping[str, int], epoch: int) -> list[str]:
     return [name for name, first in switches.items() if first <= epoch]
 
 
+def single_layer_order(number: int, layers: int) -> str:
+    """The order that binarizes only layer ``number`` (1-based) of a model of ``layers`` layers:
+    the digit the released scripts write (``2``) up to 9 layers, ``L12`` beyond (digit orders
+    name layers 1-9 only, so ``12`` would be layers 1 and 2)."""
+    if not 1 <= number <= layers:
+        raise ValueError(f"layer {number} does not exist; the model has layers 1..{layers}")
+    return str(number) if layers <= 9 else f"L{number}"
+
+
+def sensitivity_score(history: Sequence[Mapping[str, Any]]) -> tuple[str, float]:
+    """(the one binary layer, the score) of a sensitivity run's per-epoch history: the best
+    validation accuracy (test accuracy without a validation split). ValueError when the history
+    is not that of a run with one and the same layer binary in every epoch."""
+    layers = {tuple(h.get("binary_layers", ())) for h in history}
+    if len(layers) != 1 or len(next(iter(layers))) != 1:
+        raise ValueError(
+            f"not a sensitivity run: its binary layers per epoch are {sorted(layers)}, a "
+            "sensitivity run has the same single layer in every epoch"
+        )
+    metric = "val_acc" if "val_acc" in history[-1] else "test_acc"
+    return next(iter(layers))[0], max(float(h[metric]) for h in history)
+
+
 def sensitivity_order(scores: Mapping[str, float], layers: Sequence[str]) -> list[str]:
     """Layers sorted by ascending score (ties keep the input-to-output order). A score is the
     accuracy of the run with only that layer binary, so ``ascend`` binarizes the layer whose

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from bnnlib.experiment.hparams import get_hparams
+from bnnlib.methods.layerwise import single_layer_order
 from bnnlib_book.runs import LabelledRun
 
 KINDS = ("float", "binary", "layer", "sensitivity")
@@ -103,10 +104,9 @@ def layer_count(model: str) -> int:
 
 
 def sensitivity_order(model: str, layer: str) -> str:
-    """The order of the run with only layer number ``layer`` binary: the digit form of the
-    command line (``2``) for a model of at most 9 layers, ``L12`` beyond (a digit order names
-    layers 1-9 only, so ``12`` would be layers 1 and 2)."""
-    return layer if layer_count(model) <= 9 else f"L{layer}"
+    """The order of the run with only layer number ``layer`` binary, written as the command
+    line writes it (:func:`bnnlib.methods.layerwise.single_layer_order`)."""
+    return single_layer_order(int(layer), layer_count(model))
 
 
 def labelled_run(

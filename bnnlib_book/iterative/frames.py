@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from bnnlib.experiment.records import RunRecord
+from bnnlib.methods.layerwise import sensitivity_score
 from bnnlib_book.frames import best_epoch
 from bnnlib_book.runs import LabelledRun, labels_by_key
 
@@ -181,14 +182,14 @@ def sensitivity_frame(records: Sequence[RunRecord], runs: Sequence[LabelledRun])
         lab = labels.get(rec.key)
         if lab is None or lab["kind"] != "sensitivity":
             continue
-        metric = "val_acc" if "val_acc" in rec.history[-1] else "test_acc"
+        name, score = sensitivity_score(rec.history)  # the score the guided runs rank by
         rows.append(
             {
                 "model": lab["model"],
                 "layer": f"L{lab['order']}",
-                "name": rec.history[-1]["binary_layers"][0],
+                "name": name,
                 "seed": lab["seed"],
-                "score": max(h[metric] for h in rec.history),
+                "score": score,
                 "epochs": rec.history[-1]["epoch"],
             }
         )
