@@ -6,7 +6,8 @@ Jupyter Book has assembled its configuration: Jupyter Book only auto-injects fil
 ``_static`` folder, so nothing here lands on every page. The vega scripts are added only to pages
 whose body holds a chart from :mod:`bnnlib_book.charts`; MathJax is loaded by Sphinx on pages with math.
 Jupyter Book always loads sphinx-thebe, whose loader names a CDN URL; with the thebe launch button
-off that loader can never run, so it is dropped from the pages.
+off that loader can never run, so it is dropped from the pages. The book's own style sheet
+(``static/``, tables that fit the text column) is served on every page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 VENDOR_DIR = Path(__file__).parent / "vendor"
+STATIC_DIR = Path(__file__).parent / "static"
+STYLE_SHEETS = ("tables.css",)
 CHART_CLASS = "bnnlib-vega"
 VEGA_LIBRARIES = ("vega", "vega-lite", "vega-embed")
 
@@ -27,7 +30,7 @@ def vendored() -> dict[str, dict[str, str]]:
 
 
 def _use_vendor_dir(app: Any, config: Any) -> None:
-    config.html_static_path = [*config.html_static_path, str(VENDOR_DIR)]
+    config.html_static_path = [*config.html_static_path, str(VENDOR_DIR), str(STATIC_DIR)]
     config.mathjax_path = vendored()["mathjax"]["file"]
 
 
@@ -51,10 +54,14 @@ def setup(app: Any) -> dict[str, Any]:
     """Register with Sphinx (listed under ``sphinx.extra_extensions`` in ``_config.yml``)."""
     app.connect("config-inited", _use_vendor_dir)
     app.connect("html-page-context", _page_scripts)
+    for sheet in STYLE_SHEETS:
+        app.add_css_file(sheet)
     # A new env_version makes Sphinx rewrite every page, so a change here reaches pages whose
     # sources did not change.
     digest = hashlib.sha256(
-        Path(__file__).read_bytes() + (VENDOR_DIR / "versions.json").read_bytes()
+        Path(__file__).read_bytes()
+        + (VENDOR_DIR / "versions.json").read_bytes()
+        + b"".join((STATIC_DIR / sheet).read_bytes() for sheet in STYLE_SHEETS)
     )
     return {
         "env_version": int(digest.hexdigest()[:8], 16),

@@ -2,9 +2,11 @@
 
 Charts carry their data inline and are interactive without a kernel: a hyper-parameter that is
 explored on a log grid (tau, gamma, sigma) gets a slider over the *index* of its sorted values, so
-every step lands on a value that was run, and the chart title shows the value itself. In the built
-book the charts are drawn by the vendored vega scripts (:mod:`bnnlib_book.assets`); in Jupyter or
-Colab altair's own renderer is used.
+every step lands on a value that was run; the chart title shows the value, and in the built book
+the slider's label shows it too (altair's own renderer, in Jupyter or Colab, shows the step). The
+y-axis keeps one range while a slider moves, so curves compare by eye across its states. Axes are
+titled with their units (:data:`AXIS_TITLES`), and accuracies are drawn in %. In the built book the
+charts are drawn by the vendored vega scripts (:mod:`bnnlib_book.assets`).
 """
 
 from __future__ import annotations
@@ -46,12 +48,48 @@ _CHART_SCRIPT = """<div class="{cls}"></div>
     el.textContent = "This chart is drawn by the vega scripts that the built book serves.";
     return;
   }}
-  vegaEmbed(el, spec, embedOpt).catch(function (err) {{
+  vegaEmbed(el, spec, embedOpt).then(function (result) {{
+    el.vegaView = result.view;
+    var labels = (spec.usermeta || {{}}).sliderLabels || {{}};
+    Object.keys(labels).forEach(function (name) {{
+      var input = el.querySelector('input[type=range][name="' + name + '"]');
+      if (!input || !input.nextElementSibling) return;
+      var shown = document.createElement("span");
+      shown.className = "bnnlib-slider-value";
+      input.nextElementSibling.style.display = "none";
+      input.parentNode.appendChild(shown);
+      var show = function (index) {{ shown.textContent = labels[name][index]; }};
+      show(result.view.signal(name));
+      result.view.addSignalListener(name, function (_, index) {{ show(index); }});
+    }});
+  }}).catch(function (err) {{
     el.textContent = "Chart error: " + err.message;
     throw err;
   }});
 }})({spec}, {options});
 </script>"""
+
+
+# Titles, with units, of the record columns the pages plot; any other column is its own title.
+AXIS_TITLES = {
+    "epoch": "epoch",
+    "step": "optimizer step",
+    "train_acc": "train accuracy (%)",
+    "test_acc": "test accuracy (%)",
+    "val_acc": "validation accuracy (%)",
+    "train_loss": "train loss",
+    "flip_ratio": "flip ratio (fraction of binary weights flipped per step)",
+    "flip_ratio_mean": "flip ratio (fraction of binary weights flipped per step)",
+    "flip_fraction": "fraction of binary weights flipped",
+    "after_task": "after training on task",
+}
+# Record columns that hold an accuracy as a fraction; charts draw them in %.
+PERCENT_COLUMNS = ("train_acc", "test_acc", "val_acc")
+
+
+def axis_title(column: str) -> str:
+    """The axis title of ``column`` (:data:`AXIS_TITLES`, else the column's own name)."""
+    return AXIS_TITLES.get(column, column)
 
 
 def _script_json(value: Any) -> str:
@@ -61,6 +99,10 @@ def _script_json(value: Any) -> str:
 
 def _book_mimebundle(spec: dict, **metadata: Any) -> dict[str, str]:
     options = {"mode": "vega-lite", "actions": False}
+    title = spec.get("usermeta", {}).get("yTitleExpr")
+    if title is not None:  # vega-lite draws an expression title; altair's schema has no room for it
+        spec = json.loads(json.dumps(spec))
+        spec["encoding"]["y"]["title"] = {"expr": title}
     html = _CHART_SCRIPT.format(
         cls=CHART_CLASS, spec=_script_json(spec), options=_script_json(options)
     )
@@ -70,9 +112,11 @@ def _book_mimebundle(spec: dict, **metadata: Any) -> dict[str, str]:
 def use_renderer(interactive: bool) -> None:
     """Choose how charts display: altair's default renderer in a live Jupyter/Colab kernel
     (``interactive=True``), or HTML that the built book draws with its vendored scripts and no
-    CDN (``interactive=False``, every params file)."""
+    CDN (``interactive=False``, every params file). Tables show every character of a cell (the
+    pages' source and evidence columns are sentences, which pandas would cut at 50)."""
     alt.renderers.register(BOOK_RENDERER, _book_mimebundle)
     alt.renderers.enable("default" if interactive else BOOK_RENDERER)
+    pd.set_option("display.max_colwidth", None)
 
 
 def format_value(value: Any) -> str:
@@ -142,6 +186,10 @@ def curves_chart(
     y_scale: str = "linear",
     width: int = 480,
     height: int = 300,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    y_title_from: str | None = None,
+    y_percent: bool = False,
 ) -> alt.Chart:
     """Line chart of ``y`` against ``x`` with kernel-free controls.
 
@@ -149,16 +197,28 @@ def curves_chart(
     gets a slider over the index of the sorted values, starting in the middle. ``selects`` maps a
     column to drop-down options (None: the values in ``df``). Rows whose value is not offered are
     never shown. ``color`` and ``detail`` split lines (e.g. by norm, by run key).
+
+    Axis titles default to :func:`axis_title`; ``y_title_from`` names a select whose chosen option
+    titles the y-axis (a long frame with a "metric" column). ``y_percent`` draws a fraction in %
+    (always done for :data:`PERCENT_COLUMNS`). With sliders, the y-axis range is that of every
+    offered slider state, per state of the drop-downs.
     """
     sliders = dict(sliders or {})
     selects = dict(selects or {})
     used = [x, y, *sliders, *selects, *(c for c in (color, detail) if c)]
     require_columns(df, used)
+    if y_title_from is not None and y_title_from not in selects:
+        raise ValueError(
+            f"y_title_from={y_title_from!r} must be one of the selects {sorted(selects)}"
+        )
 
     data = df[list(dict.fromkeys(used))].copy()
+    if y_percent or y in PERCENT_COLUMNS:
+        data[y] = data[y] * 100
     params = []
     filters = []
     labels = []
+    slider_labels: dict[str, list[str]] = {}
     for column, values in sliders.items():
         grid = slider_values(df, column, values)
         name = _param_name(column)
@@ -168,12 +228,12 @@ def curves_chart(
             alt.param(
                 name=name,
                 value=len(grid) // 2,
-                bind=alt.binding_range(min=0, max=len(grid) - 1, step=1, name=f"{column} (step) "),
+                bind=alt.binding_range(min=0, max=len(grid) - 1, step=1, name=f"{column} "),
             )
         )
         filters.append(f"datum[{json.dumps(index_column)}] == {name}")
-        names = json.dumps([format_value(v) for v in grid])
-        labels.append(f"{json.dumps(column + ' = ')} + {names}[{name}]")
+        slider_labels[name] = [format_value(v) for v in grid]
+        labels.append(f"{json.dumps(column + ' = ')} + {json.dumps(slider_labels[name])}[{name}]")
     for param, expression in _drop_downs(df, selects):
         params.append(param)
         filters.append(expression)
@@ -183,16 +243,31 @@ def curves_chart(
     if labels:
         title_text = {"expr": f"{json.dumps(heading + ' · ')} + " + " + ', ' + ".join(labels)}
 
+    y_axis_title = y_title or axis_title(y)
+    usermeta: dict[str, Any] = {}
+    if y_title_from is not None:
+        options = selects[y_title_from]
+        options = data[y_title_from].dropna().unique() if options is None else options
+        y_axis_title = " / ".join(str(o) for o in options)
+        usermeta["yTitleExpr"] = f"'' + {_param_name(y_title_from)}"
+    scale: dict[str, Any] = {"type": y_scale}
+    if sliders:
+        domain = _fixed_domain(data, y, sliders, selects, log=y_scale == "log")
+        if domain is not None:
+            scale |= {"domain": domain, "nice": y_scale != "log"}
     encoding: dict[str, Any] = {
-        "x": alt.X(field=_field(x), type="quantitative", title=x),
-        "y": alt.Y(field=_field(y), type="quantitative", title=y, scale=alt.Scale(type=y_scale)),
+        "x": alt.X(field=_field(x), type="quantitative", title=x_title or axis_title(x)),
+        "y": alt.Y(
+            field=_field(y), type="quantitative", title=y_axis_title, scale=alt.Scale(**scale)
+        ),
         "tooltip": [
             alt.Tooltip(field=_field(c), type="nominal" if c in (color, detail) else "quantitative")
             for c in dict.fromkeys([x, y, *(c for c in (color, detail) if c)])
         ],
     }
     if color:
-        encoding["color"] = alt.Color(field=_field(color), type="nominal", title=color)
+        # Legend in the frame's order (a sorted grid of values stays sorted, not 1e-10, 1e-6, 1e-7).
+        encoding["color"] = alt.Color(field=_field(color), type="nominal", title=color, sort=None)
     if detail:
         encoding["detail"] = alt.Detail(field=_field(detail), type="nominal")
 
@@ -201,7 +276,52 @@ def curves_chart(
         chart = chart.add_params(*params)
     for expression in filters:
         chart = chart.transform_filter(expression)
-    return chart.properties(width=width, height=height, title=alt.TitleParams(text=title_text))
+    chart = chart.properties(width=width, height=height, title=alt.TitleParams(text=title_text))
+    if slider_labels:
+        usermeta["sliderLabels"] = slider_labels
+    if usermeta:
+        chart = chart.properties(usermeta=usermeta)
+    return chart
+
+
+def _option_key(value: Any) -> str:
+    """A select option as vega's ``'' + value`` writes it (the key of :func:`_fixed_domain`)."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _fixed_domain(
+    data: pd.DataFrame,
+    y: str,
+    sliders: Mapping[str, Any],
+    selects: Mapping[str, Sequence[Any] | None],
+    *,
+    log: bool,
+) -> Any:
+    """The y range over every offered slider state, per combination of the drop-downs' options
+    (an expression that looks the range up from the chosen options); None when no row is drawn."""
+    shown = data[np.logical_and.reduce([data[f"{c}__index"] >= 0 for c in sliders])]
+    for column, options in selects.items():
+        if options is not None:
+            shown = shown[shown[column].isin(list(options))]
+    shown = shown[shown[y].notna() & (shown[y] > 0 if log else True)]
+    if shown.empty:
+        return None
+    overall = [float(shown[y].min()), float(shown[y].max())]
+    if not selects:
+        return overall
+    table = {
+        "|".join(_option_key(v) for v in (values if isinstance(values, tuple) else (values,))): [
+            float(group[y].min()),
+            float(group[y].max()),
+        ]
+        for values, group in shown.groupby(list(selects), sort=False)
+    }
+    key = " + '|' + ".join(f"('' + {_param_name(c)})" for c in selects)
+    return {"expr": f"{json.dumps(table)}[{key}] || {json.dumps(overall)}"}
 
 
 def _drop_downs(

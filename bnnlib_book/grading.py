@@ -400,6 +400,15 @@ def verdict_frame(verdicts: Sequence[Verdict]) -> Any:
     return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
 
+def claims_table(verdicts: Sequence[Verdict]) -> Any:
+    """A chapter's claims as its page shows them: :func:`verdict_frame` without the seed and
+    chapter columns (the page is the chapter) and without the row numbers (a pandas Styler)."""
+    frame = verdict_frame(verdicts).drop(columns=["seed", "chapter"])
+    return frame.style.hide(axis="index").set_properties(
+        **{"text-align": "left", "vertical-align": "top"}
+    )
+
+
 def status_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
     """How many claims have each status, in :data:`STATUSES` order."""
     return {s: sum(v.status == s for v in verdicts) for s in STATUSES}

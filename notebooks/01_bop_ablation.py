@@ -209,12 +209,15 @@ display(
 # study plots it.
 
 # %%
-gamma_runs = metric_frame(results.gamma_sweep(), ABLATION_METRICS)
+gamma_runs = metric_frame(results.gamma_sweep(), ABLATION_METRICS).sort_values(
+    ["gamma", "epoch"], kind="stable"
+)
 gamma_runs["gamma value"] = gamma_runs["gamma"].map(report.format_value)
 report.curves_chart(
     gamma_runs,
     x="epoch",
     y="value",
+    y_title_from="metric",
     sliders={"gamma": None},
     selects={"norm": None, "metric": list(ABLATION_METRICS.values())},
     title=f"gamma sweep at tau = {report.format_value(gamma_sweep_threshold)}",
@@ -228,6 +231,7 @@ report.curves_chart(
     gamma_runs,
     x="epoch",
     y="value",
+    y_title_from="metric",
     selects={"norm": None, "metric": list(ABLATION_METRICS.values())},
     color="gamma value",
     title="gamma sweep, all values",
@@ -252,11 +256,13 @@ final_table = {"train_acc": "train accuracy (%)", "test_acc": "test accuracy (%)
 
 # %%
 tau_runs = metric_frame(results.tau_sweep(), ABLATION_METRICS)
+tau_runs = tau_runs.sort_values(["threshold", "epoch"], kind="stable")
 tau_runs["tau value"] = tau_runs["threshold"].map(report.format_value)
 report.curves_chart(
     tau_runs,
     x="epoch",
     y="value",
+    y_title_from="metric",
     sliders={"threshold": None},
     selects={"norm": None, "metric": list(ABLATION_METRICS.values())},
     title=f"tau sweep at gamma = {report.format_value(tau_sweep_gamma)}",
@@ -267,6 +273,7 @@ report.curves_chart(
     tau_runs,
     x="epoch",
     y="value",
+    y_title_from="metric",
     selects={"norm": None, "metric": list(ABLATION_METRICS.values())},
     color="tau value",
     title="tau sweep, all values",
@@ -330,6 +337,7 @@ report.curves_chart(
     comparison,
     x="epoch",
     y="value",
+    y_title_from="metric",
     selects={"metric": list(ABLATION_METRICS.values())},
     color="norm",
     title=f"BN vs LN at tau = {report.format_value(compare['threshold'])}, "
@@ -392,6 +400,7 @@ if len(contrast):
             contrast_long,
             x="epoch",
             y="value",
+            y_title_from="metric",
             selects={"metric": None},
             color="run",
             title="latent-weight Adam vs Bop",

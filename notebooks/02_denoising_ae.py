@@ -175,11 +175,13 @@ display(
 # "max pixel" 1. The images, however, span $[-1, 1]$, a peak-to-peak range of 2. The conventional
 # PSNR for that range is $10 \log_{10}(2^2 / \mathrm{MSE})$, which is
 # $20 \log_{10} 2 \approx 6.02$ dB higher. The table has both. The last row is the noisy test
-# input itself, scored against the clean image: a denoiser is only useful above that row.
+# input itself, scored against the clean image: a denoiser is only useful above that row. A dash
+# marks a value that does not exist: the noisy input has no training score, and the study reports
+# the max 1 convention only.
 
 # %%
 table = psnr_table(records)
-table.round(2)
+table.style.format("{:.2f}", na_rep="–")
 
 # %% [markdown]
 # The noisy input is the baseline a denoiser must beat. With noise of standard deviation 0.1 its
@@ -239,6 +241,7 @@ report.curves_chart(
     curves,
     x="epoch",
     y="value",
+    y_title="PSNR (dB)",
     selects={
         "metric": ["test, max 1", "test, peak-to-peak 2", "train, max 1", "train, peak-to-peak 2"]
     },

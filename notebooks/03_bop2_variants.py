@@ -67,7 +67,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
-from bnnlib_book.grading import verdict_frame
+from bnnlib_book.grading import claims_table
 from bnnlib_book.runs import configs, labels_by_key
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -162,6 +162,8 @@ accuracy = frame.melt(
 report.curves_chart(
     accuracy,
     y="accuracy",
+    y_percent=True,
+    y_title="accuracy (%)",
     selects={"variant": list(dict.fromkeys(frame["variant"])), "norm": ["BatchNorm", "LayerNorm"]},
     color="metric",
     title="BinaryNet accuracy per epoch",
@@ -209,6 +211,7 @@ report.curves_chart(
     traces,
     x="step",
     y="flipped",
+    y_title="fraction of binary weights flipped",
     color="run",
     title="Fraction of binary weights flipped by each of the first updates",
 )
@@ -253,6 +256,7 @@ report.curves_chart(
     scales,
     x="step",
     y="factor",
+    y_title="factor on m / sqrt(v) (log scale)",
     color="correction",
     y_scale="log",
     title="Factor on the biased score m/sqrt(v)",
@@ -301,7 +305,7 @@ if eq_label is not None and "biased" in pivot.columns:
 # unless it is a property of the update rule itself.
 
 # %%
-verdict_frame(bop2_claims.variants_verdicts(records, runs, traces))
+claims_table(bop2_claims.variants_verdicts(records, runs, traces))
 
 # %% [markdown]
 # **Not comparable with the paper.** The offline CIFAR-10 is JPEG re-encoded (the label

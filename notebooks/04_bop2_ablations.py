@@ -61,7 +61,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
-from bnnlib_book.grading import verdict_frame
+from bnnlib_book.grading import claims_table
 from bnnlib_book.runs import configs, labels_by_key
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -205,6 +205,8 @@ report.curves_chart(
     finals,
     x="decades from the README point",
     y="final test accuracy",
+    y_percent=True,
+    y_title="final test accuracy (%)",
     color="hyper-parameter",
     title="Final test accuracy along each axis",
 )
@@ -214,6 +216,7 @@ report.curves_chart(
     finals,
     x="decades from the README point",
     y="flip ratio, last epoch",
+    y_title="flip ratio in the last epoch (fraction per step)",
     color="hyper-parameter",
     y_scale="symlog",
     title="Flip ratio of the last epoch along each axis",
@@ -258,6 +261,7 @@ hp["run"] = hp["variant"] + ", " + hp["schedule"]
 report.curves_chart(
     hp,
     y="value",
+    y_title="hyper-parameter value (log scale)",
     color="hyper-parameter",
     selects={"run": list(dict.fromkeys(hp["run"]))},
     y_scale="log",
@@ -286,7 +290,7 @@ report.comparison_table(rows).style.format({"ours": "{:.1%}"})
 # ## Claims of this chapter
 
 # %%
-verdict_frame(bop2_claims.ablations_verdicts(grid_records + sched_records, grid_runs, sched_runs))
+claims_table(bop2_claims.ablations_verdicts(grid_records + sched_records, grid_runs, sched_runs))
 
 # %% [markdown]
 # **Not comparable with the paper.** Our grid is our choice (the paper's is not transcribed),

@@ -58,7 +58,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
-from bnnlib_book.grading import verdict_frame
+from bnnlib_book.grading import claims_table
 from bnnlib_book.runs import configs
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -145,6 +145,8 @@ accuracy = frame.melt(
 report.curves_chart(
     accuracy,
     y="accuracy",
+    y_percent=True,
+    y_title="accuracy (%)",
     color="metric",
     selects={"variant": list(study.VARIANTS)},
     title="Accuracy per epoch (reduced scale)",
@@ -161,6 +163,7 @@ hp = frames.hparam_frame(records, runs)
 report.curves_chart(
     hp,
     y="value",
+    y_title="hyper-parameter value (log scale)",
     color="hyper-parameter",
     selects={"variant": list(study.VARIANTS)},
     y_scale="log",
@@ -224,7 +227,7 @@ report.curves_chart(
 # ## Claims of this chapter
 
 # %%
-verdict_frame(bop2_claims.cifar_verdicts(records, runs))
+claims_table(bop2_claims.cifar_verdicts(records, runs))
 
 # %% [markdown]
 # **Not comparable with the paper.** The offline CIFAR-10 is JPEG re-encoded; the run uses a

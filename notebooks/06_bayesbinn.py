@@ -64,7 +64,7 @@ from bnnlib_book.bayesbinn import claims as bayesbinn_claims
 from bnnlib_book.bayesbinn import design as study
 from bnnlib_book.bayesbinn import figures, frames
 from bnnlib_book.bayesbinn import reference as authors
-from bnnlib_book.grading import EPOCH_MARGIN, verdict_frame
+from bnnlib_book.grading import EPOCH_MARGIN, claims_table
 from bnnlib_book.papers import reported
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -478,6 +478,8 @@ report.curves_chart(
     tasks,
     x="after_task",
     y="accuracy",
+    y_percent=True,
+    y_title="test accuracy (%)",
     selects={"run": list(continual)},
     color="task",
     title="Test accuracy on each task after training on tasks 1..t",
@@ -489,6 +491,8 @@ report.curves_chart(
     average,
     x="after_task",
     y="accuracy",
+    y_percent=True,
+    y_title="test accuracy (%)",
     color="run",
     title="Average test accuracy over the tasks seen so far",
 )
@@ -548,6 +552,4 @@ if not cifar_datasets:
 # epochs), and continual learning (shown above, not graded).
 
 # %%
-verdict_frame(verdicts).drop(columns=["seed", "chapter"]).style.hide(axis="index").set_properties(
-    **{"text-align": "left", "vertical-align": "top"}
-)
+claims_table(verdicts)

@@ -64,7 +64,7 @@ from IPython.display import Markdown, display
 
 from bnnlib.experiment.sweep import run_and_load
 from bnnlib_book import charts as report
-from bnnlib_book.grading import verdict_frame
+from bnnlib_book.grading import claims_table
 from bnnlib_book.iterative import claims as iterative_claims
 from bnnlib_book.iterative import design, frames
 from bnnlib_book.runs import configs, recorded
@@ -248,7 +248,7 @@ else:
 # Table 4: every claim with its status and evidence, by the rule stated above Table 1.
 
 # %%
-verdict_frame(verdicts).style.hide(axis="index")
+claims_table(verdicts)
 
 # %%
 if missing:

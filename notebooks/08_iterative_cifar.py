@@ -72,7 +72,7 @@ from IPython.display import Markdown, display
 
 from bnnlib.experiment.sweep import run_and_load
 from bnnlib_book import charts as report
-from bnnlib_book.grading import status_counts, verdict_frame
+from bnnlib_book.grading import claims_table, status_counts
 from bnnlib_book.iterative import claims as iterative_claims
 from bnnlib_book.iterative import frames
 from bnnlib_book.runs import configs, recorded
@@ -319,7 +319,7 @@ pd.DataFrame(rows).style.hide(axis="index")
 # inconclusive).
 
 # %%
-verdict_frame(verdicts).style.hide(axis="index")
+claims_table(verdicts)
 
 # %% [markdown]
 # ## ResNet-21 on ImageNet

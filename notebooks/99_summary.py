@@ -119,8 +119,11 @@ display(
 )
 
 # %% tags=["remove-input"]
-by_seed = pd.crosstab(table["seed"], table["status"]).reindex(columns=list(STATUSES), fill_value=0)
-by_seed.index = [f"{seed} {SEEDS[seed]}" for seed in by_seed.index]
+by_seed = pd.crosstab(table["status"], table["seed"]).reindex(index=list(STATUSES), fill_value=0)
+by_seed.columns = [f"{seed} {SEEDS[seed]}" for seed in by_seed.columns]
+by_seed["all"] = by_seed.sum(axis=1)
+by_seed.index.name = "status"
+by_seed.columns.name = None
 display(by_seed)
 
 # %% [markdown]

@@ -276,3 +276,107 @@ def test_reconstruction_chart_shows_images_and_switches_model(
     )
     assert after != before
     assert browser.problems() == []
+
+
+PAGE_READING = r"""(() => {
+  const article = document.querySelector('article') || document.body;
+  const main = document.querySelector('.bd-main') || article;
+  const out = {truncated: [], nan: [], wide: [], axes: [], sliders: []};
+  document.querySelectorAll('td, th').forEach(cell => {
+    const text = cell.textContent.trim();
+    if (/(\.\.\.|…)$/.test(text)) out.truncated.push(text.slice(-50));
+    if (/\bNaN\b|^nan$/.test(text)) out.nan.push(text.slice(0, 50));
+  });
+  document.querySelectorAll('table').forEach(table => {
+    const column = table.closest('.tag_full-width') ? main : article;
+    const over = table.getBoundingClientRect().right - column.getBoundingClientRect().right;
+    if (over > 1) out.wide.push(`${table.rows.length}-row table ${Math.round(over)} px too wide`);
+  });
+  document.querySelectorAll('.%(cls)s').forEach((el, i) => {
+    const walk = mark => {
+      if (mark.role === 'axis-title') (mark.items || []).forEach(item => out.axes.push(item.text));
+      (mark.items || []).forEach(item => (item.items || []).forEach(walk));
+    };
+    walk(el.vegaView.scenegraph().root);
+    el.querySelectorAll('input[type=range]').forEach(input => {
+      const shown = input.parentNode.querySelector('.bnnlib-slider-value');
+      out.sliders.push({chart: i, name: input.name, shown: shown ? shown.textContent : null,
+                        value: Number(input.value), max: Number(input.max)});
+    });
+  });
+  return out;
+})()"""
+
+SLIDER_MOVE = r"""(async () => {
+  const el = document.querySelectorAll('.%(cls)s')[%(chart)d];
+  const input = el.querySelector('input[type=range][name="%(name)s"]');
+  const before = el.vegaView.scale('y').domain();
+  input.value = input.max;
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+  await el.vegaView.runAsync();
+  await new Promise(done => setTimeout(done, 50));
+  return {before, after: el.vegaView.scale('y').domain(),
+          shown: input.parentNode.querySelector('.bnnlib-slider-value').textContent};
+})()"""
+
+
+def book_pages(html: Path) -> list[Path]:
+    """Every page a reader reaches from the table of contents (not Sphinx's index or search, nor
+    the redirect to the first page)."""
+    return sorted(
+        p
+        for p in html.rglob("*.html")
+        if "_static" not in p.parts
+        and p.name not in ("genindex.html", "search.html")
+        and 'http-equiv="Refresh"' not in p.read_text()
+    )
+
+
+@pytest.mark.browser
+def test_every_page_reads_cleanly(browser: Chromium, html_dir: Path) -> None:
+    """No table cell cut off with "..." or showing NaN, no table wider than the text column, no
+    axis titled "value" or by a raw record column, every slider labelled with the value it
+    stands for (not its step), and the y-axis range unchanged while a slider moves."""
+    from bnnlib_book.charts import PERCENT_COLUMNS
+
+    raw_names = {"value", *PERCENT_COLUMNS, "flip_ratio", "flip_ratio_mean", "accuracy"}
+    browser.send(  # a laptop's window; the book's text column is narrower than the window
+        "Emulation.setDeviceMetricsOverride",
+        width=1280,
+        height=900,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    try:
+        found = {
+            page: issues for page, issues in _read_pages(browser, html_dir, raw_names) if issues
+        }
+    finally:
+        browser.send("Emulation.clearDeviceMetricsOverride")
+    assert not found, json.dumps(found, indent=1)
+
+
+def _read_pages(browser: Chromium, html_dir: Path, raw_names: set[str]):
+    """(page, what a reader would trip over on it) for every page of the book."""
+    for page in book_pages(html_dir):
+        browser.open(page.as_uri())
+        browser.wait_for(
+            f"[...document.querySelectorAll('.{CHART_CLASS}')].every(el => el.vegaView)"
+        )
+        reading = browser.evaluate(PAGE_READING % {"cls": CHART_CLASS})
+        issues = [f"truncated cell: {t}" for t in reading["truncated"]]
+        issues += [f"NaN cell: {t}" for t in reading["nan"]]
+        issues += reading["wide"]
+        issues += [f"axis titled {t!r}" for t in reading["axes"] if t in raw_names]
+        for slider in reading["sliders"]:
+            where = f"chart {slider['chart']} slider {slider['name']}"
+            if not slider["shown"]:
+                issues.append(f"{where} shows no value")
+                continue
+            moved = browser.evaluate(SLIDER_MOVE % {"cls": CHART_CLASS, **slider})
+            if moved["shown"] == slider["shown"] and slider["value"] != slider["max"]:
+                issues.append(f"{where}: label stays {slider['shown']!r} when it moves")
+            if moved["after"] != moved["before"]:
+                issues.append(f"{where}: y-axis {moved['before']} -> {moved['after']}")
+        issues += browser.problems()
+        yield str(page.relative_to(html_dir)), issues

@@ -57,8 +57,9 @@ def test_curves_chart_embeds_data_and_indexes_the_slider(curves: pd.DataFrame) -
         "min": 0,
         "max": 2,
         "step": 1,
-        "name": "hparams.threshold (step) ",
+        "name": "hparams.threshold ",
     }
+    assert spec["usermeta"] == {"sliderLabels": {slider["name"]: ["1e-8", "1e-7", "1e-6"]}}
     assert slider["value"] == 1
     assert select["bind"]["options"] == ["bn", "ln"] and select["value"] == "bn"
     assert spec["encoding"]["x"]["field"] == "epoch"
@@ -68,6 +69,42 @@ def test_curves_chart_embeds_data_and_indexes_the_slider(curves: pd.DataFrame) -
         f'datum["hparams.threshold__index"] == {slider["name"]}',
         f'datum["norm"] == {select["name"]}',
     ]
+
+
+def test_accuracy_is_drawn_in_percent_with_titled_axes(curves: pd.DataFrame) -> None:
+    spec = report.curves_chart(curves, y="train_acc").to_dict()
+    assert [r["train_acc"] for r in spec["data"]["values"]] == pytest.approx(
+        list(curves["train_acc"] * 100)
+    )
+    assert spec["encoding"]["y"]["title"] == "train accuracy (%)"
+    assert spec["encoding"]["x"]["title"] == "epoch"
+    curves["score"] = curves["train_acc"] / 100
+    spec = report.curves_chart(curves, y="score", y_percent=True, y_title="score (%)").to_dict()
+    assert spec["data"]["values"][0]["score"] == pytest.approx(curves["train_acc"][0])
+    assert spec["encoding"]["y"]["title"] == "score (%)"
+
+
+def test_y_title_follows_a_select(curves: pd.DataFrame) -> None:
+    spec = report.curves_chart(
+        curves, y="train_acc", selects={"norm": None}, y_title_from="norm"
+    ).to_dict()
+    assert spec["encoding"]["y"]["title"] == "bn / ln"
+    assert spec["usermeta"]["yTitleExpr"] == "'' + norm_param"
+    with pytest.raises(ValueError, match="y_title_from='metric' must be one of the selects"):
+        report.curves_chart(curves, y="train_acc", y_title_from="metric")
+
+
+def test_y_range_stays_fixed_across_slider_states(curves: pd.DataFrame) -> None:
+    curves.loc[curves["norm"] == "ln", "train_acc"] *= 10
+    spec = report.curves_chart(curves, sliders={"hparams.threshold": None}).to_dict()
+    assert spec["encoding"]["y"]["scale"]["domain"] == pytest.approx([200.0, 102000.0])
+    spec = report.curves_chart(
+        curves, sliders={"hparams.threshold": [1e-8, 1e-7]}, selects={"norm": None}
+    ).to_dict()
+    expr = spec["encoding"]["y"]["scale"]["domain"]["expr"]
+    table, fallback = expr.split("[('' + norm_param)] || ")
+    assert json.loads(table) == {"bn": [200.0, 1200.0], "ln": [2000.0, 12000.0]}
+    assert json.loads(fallback) == [200.0, 12000.0]
 
 
 def test_values_not_offered_are_never_shown(curves: pd.DataFrame) -> None:
