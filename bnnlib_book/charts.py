@@ -190,11 +190,13 @@ def curves_chart(
     y_title: str | None = None,
     y_title_from: str | None = None,
     y_percent: bool = False,
+    slider_start: Mapping[str, Any] | None = None,
 ) -> alt.Chart:
     """Line chart of ``y`` against ``x`` with kernel-free controls.
 
     ``sliders`` maps a column to the values to step through (None: the values in ``df``); each
-    gets a slider over the index of the sorted values, starting in the middle. ``selects`` maps a
+    gets a slider over the index of the sorted values, starting in the middle or at the value
+    ``slider_start`` gives for its column (e.g. the paper's). ``selects`` maps a
     column to drop-down options (None: the values in ``df``). Rows whose value is not offered are
     never shown. ``color`` and ``detail`` split lines (e.g. by norm, by run key).
 
@@ -224,10 +226,17 @@ def curves_chart(
         name = _param_name(column)
         index_column = f"{column}__index"
         data[index_column] = _value_index(data[column], grid)
+        start = len(grid) // 2
+        if slider_start and column in slider_start:
+            start = int(_value_index(pd.Series([slider_start[column]]), grid).iloc[0])
+            if start < 0:
+                raise ValueError(
+                    f"slider_start {slider_start[column]!r} for {column!r} is not one of {grid}"
+                )
         params.append(
             alt.param(
                 name=name,
-                value=len(grid) // 2,
+                value=start,
                 bind=alt.binding_range(min=0, max=len(grid) - 1, step=1, name=f"{column} "),
             )
         )

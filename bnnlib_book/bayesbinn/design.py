@@ -103,8 +103,9 @@ def continual_config(
 
 def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list[dict[str, Any]]]:
     """Every config the chapter runs, from its notebook parameters ``p``: "mnist" (both methods,
-    every seed), "temperature" (BayesBiNN, first seed, other temperatures), "cifar" and
-    "continual". With ``keep_paper_schedule`` a run shorter than the run file trains the first
+    every seed), "temperature" (BayesBiNN, first seed, other temperatures), "probe" (the same
+    BayesBiNN run at ``probe_temperature`` with each learning rate of ``probe_lrs``: does a
+    temperature that does not learn learn with a larger step?), "cifar" and "continual". With ``keep_paper_schedule`` a run shorter than the run file trains the first
     epochs of the file's schedule (``stop_after_epochs``) instead of compressing it."""
     paper_epochs = seed_file(CLASSIFICATION_FILES["mnist"]["BayesBiNN"]).epochs
 
@@ -128,6 +129,16 @@ def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list
         "temperature": [
             seed_file_config(bayesbinn_mnist, t_scale, seed=p["seeds"][0], temperature=t)
             for t in p["temperatures"]
+        ],
+        "probe": [
+            seed_file_config(
+                bayesbinn_mnist,
+                t_scale,
+                seed=p["seeds"][0],
+                temperature=p["probe_temperature"],
+                lr=lr,
+            )
+            for lr in p["probe_lrs"]
         ],
         "cifar": [
             c

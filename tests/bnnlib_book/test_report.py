@@ -107,6 +107,17 @@ def test_y_range_stays_fixed_across_slider_states(curves: pd.DataFrame) -> None:
     assert json.loads(fallback) == [200.0, 12000.0]
 
 
+def test_a_slider_can_start_at_a_chosen_value(curves: pd.DataFrame) -> None:
+    spec = report.curves_chart(
+        curves, sliders={"hparams.threshold": None}, slider_start={"hparams.threshold": 1e-8}
+    ).to_dict()
+    assert spec["params"][0]["value"] == 0
+    with pytest.raises(ValueError, match="slider_start 0.5 for 'hparams.threshold' is not one"):
+        report.curves_chart(
+            curves, sliders={"hparams.threshold": None}, slider_start={"hparams.threshold": 0.5}
+        )
+
+
 def test_values_not_offered_are_never_shown(curves: pd.DataFrame) -> None:
     spec = report.curves_chart(curves, sliders={"hparams.threshold": [1e-8, 1e-6]}).to_dict()
     kept = {r["hparams.threshold"]: r["hparams.threshold__index"] for r in spec["data"]["values"]}
