@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,9 +124,9 @@ def device_name() -> str:
 def setup(repository: str, branch: str, cwd: str | Path | None = None) -> Runtime:
     """Find or fetch the book's folder, make it the working directory, report the device.
 
-    ``bnnlib`` and ``bnnlib_book`` are imported before the working directory changes: Jupyter
-    puts the working directory on ``sys.path``, and a clone holds both packages' sources, which
-    must not shadow the installed ones.
+    A clone holds both packages' sources, which must not shadow the installed ones: ``bnnlib``
+    and ``bnnlib_book`` are imported before the working directory changes, and the entries of
+    ``sys.path`` that name the clone (``""`` among them) are dropped.
     """
     start = Path.cwd() if cwd is None else Path(cwd)
     root = find_book_root(start)
@@ -142,6 +143,12 @@ def setup(repository: str, branch: str, cwd: str | Path | None = None) -> Runtim
         how = "cloned" if fresh else "reusing the clone"
         lines.append(f"book files: {root} ({how} of {url}, branch {branch}{at})")
     os.chdir(root)
+    if cloned:
+        # The clone holds both packages' sources: with the working directory on sys.path (Jupyter
+        # puts "" there, and spawned sweep workers inherit sys.path) they would shadow the
+        # installed packages in modules imported from now on.
+        here = root.resolve()
+        sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]
     runtime = Runtime(root=root, cloned=cloned, device=device_name())
     lines.append(f"device: {runtime.device}")
     print("\n".join(lines))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,8 @@ def test_setup_in_an_empty_folder_clones_and_moves_there(
     monkeypatch.chdir(folder)
     monkeypatch.setenv(REPOSITORY_ENV, remote.as_uri())
     monkeypatch.setenv(BRANCH_ENV, "dev")
+    path_before = ["", *sys.path, str(folder / "book")]  # Jupyter's "" and the clone itself
+    monkeypatch.setattr(sys, "path", list(path_before))
     first = setup("https://example.invalid/not/used", "main")
     assert first.cloned and first.root == folder / "book"
     assert Path.cwd() == folder / "book"
@@ -124,6 +127,9 @@ def test_setup_in_an_empty_folder_clones_and_moves_there(
     out = capsys.readouterr().out
     assert f"(cloned of {remote.as_uri()}, branch dev, commit " in out
     assert "device: " in out
+
+    assert "" not in sys.path and str(folder / "book") not in sys.path
+    assert [p for p in sys.path if p] == [p for p in path_before if p and p != str(folder / "book")]
 
     monkeypatch.chdir(folder)
     again = setup("https://example.invalid/not/used", "main")
