@@ -31,6 +31,7 @@ test: install chromium
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bnnlib-book setup-cells --check
 
 bench: install
 	$(PY) benchmarks/run_all.py

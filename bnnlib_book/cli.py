@@ -1,4 +1,5 @@
-"""``bnnlib-book build|run``: execute the book's notebooks with papermill and build the HTML.
+"""``bnnlib-book build|run|setup-cells``: execute the book's notebooks with papermill and build the
+HTML; write every notebook's setup cell from ``_config.yml``.
 
 The book is the checkout's ``notebooks/``, ``params/``, ``book/``, ``_config.yml`` and ``_toc.yml``;
 ``--root`` names that folder (default: the current directory). Bad input prints one line naming it
@@ -44,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--profile", default="cpu")
     nb.add_argument(
         "--output", type=Path, help="executed notebook (default: _build/run/NAME.ipynb)"
+    )
+
+    cells = sub.add_parser(
+        "setup-cells",
+        help="write every notebook's setup cell from _config.yml's repository url and branch",
+    )
+    cells.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when a notebook differs"
     )
     return parser
 
@@ -96,7 +105,29 @@ def _cmd_run(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-_COMMANDS = {"build": _cmd_build, "run": _cmd_run}
+def _cmd_setup_cells(args: argparse.Namespace, root: Path) -> int:
+    from .setup_cell import check_setup_cells, write_setup_cells
+
+    try:
+        if args.check:
+            problems = check_setup_cells(root)
+            for problem in problems:
+                print(f"bnnlib-book setup-cells: {problem}", file=sys.stderr)
+            if problems:
+                print("run: bnnlib-book setup-cells", file=sys.stderr)
+                return 1
+            return 0
+        for path in write_setup_cells(root):
+            print(f"wrote {path.relative_to(root)} and its .ipynb")
+        problems = check_setup_cells(root)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    for problem in problems:  # e.g. a second cell that still installs bnnlib: fix by hand
+        print(f"bnnlib-book setup-cells: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+_COMMANDS = {"build": _cmd_build, "run": _cmd_run, "setup-cells": _cmd_setup_cells}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -144,6 +144,12 @@ def run_notebook(
 
 def chapter_params(notebook: str, profile: str, root: str | Path = ".") -> dict[str, Any]:
     """What ``notebook`` runs with under ``profile``: its defaults overridden by
-    ``<root>/params/<notebook>/<profile>.yaml`` when that file exists."""
+    ``<root>/params/<notebook>/<profile>.yaml`` when that file exists, with ``dataset = "auto"``
+    picked as the page picks it (:func:`bnnlib_book.runtime.pick_dataset`)."""
+    from bnnlib_book.runtime import pick_dataset
+
     path = Path(root) / "params" / notebook / f"{profile}.yaml"
-    return notebook_parameters(notebook, root) | (load_params(path) if path.is_file() else {})
+    params = notebook_parameters(notebook, root) | (load_params(path) if path.is_file() else {})
+    if isinstance(params.get("dataset"), str):
+        params["dataset"] = pick_dataset(params["dataset"])
+    return params

@@ -36,25 +36,27 @@
 # applied to our run records, and sets out what the study reports about latent weights.
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from bnnlib.data import dataset_info
@@ -73,9 +75,7 @@ from bnnlib_book.bop.frames import (
     metric_frame,
 )
 from bnnlib_book.papers import reported
-
-device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"device: {device}")
+from bnnlib_book.runtime import pick_dataset
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -83,7 +83,7 @@ interactive = True
 results_dir = "runs/cpu/01_bop_ablation"
 workers = 2
 seed = 0
-dataset = "cifar10-jpeg"
+dataset = "auto"  # CIFAR-10 when it can be had (download), else the offline cifar10-jpeg
 hparams = {"width": 0.125, "train_subset": 4000, "test_subset": 1000, "epochs": 10}
 norms = ["BatchNormalization", "LayerNormalization"]
 gamma_sweep_threshold = 1.0e-8
@@ -98,6 +98,7 @@ latent_model = "binarynet_batch"
 
 # %%
 report.use_renderer(interactive)
+dataset = pick_dataset(dataset)
 
 # %% [markdown]
 # ## What we run

@@ -34,25 +34,27 @@
 # input itself, and shows reconstructions.
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from bnnlib.data import dataset_info
@@ -69,9 +71,7 @@ from bnnlib_book.bop.frames import (
     study_psnr,
     vispics_table,
 )
-
-device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"device: {device}")
+from bnnlib_book.runtime import pick_dataset
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -79,13 +79,14 @@ interactive = True
 results_dir = "runs/cpu/02_denoising_ae"
 workers = 2
 seed = 0
-dataset = "cifar10-jpeg"
+dataset = "auto"  # CIFAR-10 when it can be had (download), else the offline cifar10-jpeg
 hparams = {"train_subset": 5000, "test_subset": 1000, "epochs": 6}
 bop = {"threshold": 1.0e-8, "gamma": 1.0e-5}
 norm_layer = "BatchNormalization"
 
 # %%
 report.use_renderer(interactive)
+dataset = pick_dataset(dataset)
 
 # %% [markdown]
 # ## What we run

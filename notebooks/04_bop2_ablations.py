@@ -32,27 +32,29 @@
 # rate set to 1 (constant hyper-parameters).
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 import math
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from bnnlib.experiment.sweep import run_and_load
@@ -63,16 +65,14 @@ from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
 from bnnlib_book.grading import claims_table
 from bnnlib_book.runs import configs, labels_by_key
-
-device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"device: {device}")
+from bnnlib_book.runtime import pick_dataset
 
 # %% tags=["parameters"]
 profile = "cpu"
 interactive = True
 workers = 1
 results_dir = "runs/cpu/04_bop2_ablations"
-dataset = "cifar10-jpeg"
+dataset = "auto"  # CIFAR-10 when it can be had (download), else the offline cifar10-jpeg
 width = 0.125
 train_subset = None
 test_subset = None
@@ -90,6 +90,7 @@ decay = 0.1
 
 # %%
 report.use_renderer(interactive)
+dataset = pick_dataset(dataset)
 point = {"threshold": threshold, "gamma": gamma, "sigma": sigma}
 grids = {"threshold": thresholds, "gamma": gammas, "sigma": sigmas}
 grid_scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed, profile)
@@ -294,8 +295,8 @@ claims_table(bop2_claims.ablations_verdicts(grid_records + sched_records, grid_r
 
 # %% [markdown]
 # **Not comparable with the paper.** Our grid is our choice (the paper's is not transcribed),
-# one seed per point, a subset of the JPEG re-encoded CIFAR-10, one eighth of the channels and a
-# few epochs. A reduced run has far fewer optimizer steps than the paper's, and the analysis
+# one seed per point, a subset of CIFAR-10 (the JPEG re-encoded copy when the book is built
+# offline; the labels above name the data), one eighth of the channels and a few epochs. A reduced run has far fewer optimizer steps than the paper's, and the analysis
 # above shows that the number of steps relative to $1/\gamma$ and $1/\sigma$ decides what the
 # rates do; the schedulers' decays are compressed in epochs to keep three and a half decay
 # intervals per run, as in the paper.

@@ -35,25 +35,27 @@
 # ("epoch-matched"), not beside the paper's final numbers.
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from bnnlib.experiment.runfile import cosine_epoch_lr
@@ -66,9 +68,6 @@ from bnnlib_book.bayesbinn import figures, frames, saturation
 from bnnlib_book.bayesbinn import reference as authors
 from bnnlib_book.grading import EPOCH_MARGIN, claims_table
 from bnnlib_book.papers import reported
-
-device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"device: {device}")
 
 # %% tags=["parameters"]
 profile = "cpu"

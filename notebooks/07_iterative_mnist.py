@@ -42,24 +42,26 @@
 # transcribed (we have its abstract only), so there is no paper value beside ours.
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
-import torch
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
 from bnnlib.experiment.sweep import run_and_load
@@ -68,9 +70,6 @@ from bnnlib_book.grading import claims_table
 from bnnlib_book.iterative import claims as iterative_claims
 from bnnlib_book.iterative import design, frames
 from bnnlib_book.runs import configs, recorded
-
-device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"device: {device}")
 
 # %% tags=["parameters"]
 profile = "cpu"

@@ -31,23 +31,26 @@
 # shared two-core machine, two OpenMP threads spend their time waiting for each other.
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 import json
 import re
 from pathlib import Path
@@ -70,8 +73,9 @@ EXPLAIN_ABOVE = 1.15
 folder = Path(bench_dir)
 if not folder.is_dir():
     raise FileNotFoundError(
-        f"{folder} does not exist: this page reads the benchmark results of a repository "
-        "checkout (clone it, or run benchmarks/run_all.py first)"
+        f"{folder.resolve()} does not exist: this page reads the benchmark results committed "
+        "to the book's repository (the setup cell uses a checkout or clones one; "
+        "benchmarks/run_all.py writes them anew)"
     )
 
 

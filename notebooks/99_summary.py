@@ -58,23 +58,26 @@
 # : the setting was run at the paper's scale but the paper's value is not yet transcribed.
 
 # %% tags=["hide-input"]
+# Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
+# book's files (params, run records) and report the device. Written from _config.yml by
+# `bnnlib-book setup-cells` (template: bnnlib_book/setup_cell.py); do not edit it here.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("bnnlib") is None:  # Colab: install the library from the repository
-    subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib",
-        ]
-    )
+if importlib.util.find_spec("bnnlib_book") is None:
+    package = "bnnlib[book] @ git+https://github.com/bnnlib/bnnlib@main"
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     importlib.invalidate_caches()
 
+from bnnlib_book.runtime import setup
+
+runtime = setup(
+    repository="https://github.com/bnnlib/bnnlib",
+    branch="main",
+)
+
+# %% tags=["hide-input"]
 import pandas as pd
 from IPython.display import Markdown, display
 

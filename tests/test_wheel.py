@@ -2,23 +2,19 @@
 packages work without the checkout, their package data included.
 
 The sources (the root's files and the two package folders) are copied to a temporary folder and
-the wheel is built there (``pip wheel --no-build-isolation`` when this interpreter has the build
-backend, see :func:`_can_build_offline`), so the build leaves no ``build/`` or ``*.egg-info`` in the checkout and
-no stale ``build/lib`` leaks into the wheel. The wheel is installed with ``pip install --target``
-and exercised in a subprocess started with ``-I`` (no ``PYTHONPATH``, no working directory on
-``sys.path``) from an empty folder, with the target folder first on ``sys.path`` and any
-editable-install finder of the environment removed; the subprocess asserts that every ``bnnlib``
-and ``bnnlib_book`` module it loaded lies under the target folder.
+the wheel is built there (the session fixture ``wheel`` of ``tests/conftest.py``, see
+:func:`tests.conftest.can_build_offline`), so the build leaves no ``build/`` or ``*.egg-info`` in
+the checkout and no stale ``build/lib`` leaks into the wheel. The wheel is installed with
+``pip install --target`` and exercised in a subprocess started with ``-I`` (no ``PYTHONPATH``, no
+working directory on ``sys.path``) from an empty folder, with the target folder first on
+``sys.path`` and any editable-install finder of the environment removed; the subprocess asserts
+that every ``bnnlib`` and ``bnnlib_book`` module it loaded lies under the target folder.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -29,92 +25,17 @@ import pytest
 
 from bnnlib_book.chapters import CHAPTERS
 from bnnlib_book.runner import chapter_params
+from tests.conftest import PACKAGES, REPO_ROOT, install_wheel
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bnnlib", "bnnlib_book")
 SCRIPTS = {"bnnlib": "bnnlib.cli:main", "bnnlib-book": "bnnlib_book.cli:main"}
 RUN_FILES = REPO_ROOT / "bnnlib_book" / "bayesbinn" / "runfiles"
 PAPER_NUMBERS = REPO_ROOT / "bnnlib_book" / "paper_numbers"
 REFERENCE_LOGS = REPO_ROOT / "bnnlib_book" / "bayesbinn" / "reference_logs"
 
 
-def _copy_sources(dest: Path) -> None:
-    dest.mkdir()
-    for path in REPO_ROOT.iterdir():
-        if path.is_file():
-            shutil.copy2(path, dest / path.name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for package in PACKAGES:
-        shutil.copytree(REPO_ROOT / package, dest / package, ignore=ignore)
-
-
-def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kwargs)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def _can_build_offline() -> bool:
-    """Whether this interpreter holds the build backend pyproject.toml asks for (setuptools>=68,
-    and wheel unless setuptools ships bdist_wheel itself, from 70.1), so the wheel builds without
-    an index. A fresh ``python3 -m venv`` of Python 3.11 has setuptools 65.5 and no wheel: there
-    pip builds in an isolated environment and fetches the backend from its index."""
-    try:
-        setuptools_version = importlib.metadata.version("setuptools")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    major_minor = tuple(int(n) for n in re.findall(r"\d+", setuptools_version)[:2])
-    if major_minor < (68, 0):
-        return False
-    return major_minor >= (70, 1) or importlib.util.find_spec("wheel") is not None
-
-
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("wheel")
-    _copy_sources(tmp / "src")
-    out = tmp / "dist"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            *(["--no-build-isolation"] if _can_build_offline() else []),
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "-q",
-            "-w",
-            str(out),
-            str(tmp / "src"),
-        ]
-    )
-    wheels = sorted(out.glob("bnnlib-*.whl"))
-    assert len(wheels) == 1, f"expected one wheel in {out}: {list(out.iterdir())}"
-    return wheels[0]
-
-
-@pytest.fixture(scope="module")
-def site(wheel: Path) -> Path:
-    target = wheel.parent.parent / "site"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-index",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
-        ]
-    )
-    return target
+def site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_wheel(wheel, tmp_path_factory.mktemp("wheel-site") / "site")
 
 
 def test_wheel_declares_the_console_scripts(wheel: Path) -> None:
