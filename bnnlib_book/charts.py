@@ -464,7 +464,7 @@ def reconstruction_rows(
 
 
 def reconstruction_chart(
-    reconstructions: Mapping[str, Mapping[str, Mapping[str, Any]]], size: int = 96
+    reconstructions: Mapping[str, Mapping[str, Mapping[str, Any]]], size: int = 192
 ) -> alt.LayerChart:
     """Noisy input, model output and clean target side by side, with a model selector and a
     best/median/worst switch (test images ranked by PSNR)."""

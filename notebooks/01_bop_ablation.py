@@ -19,8 +19,8 @@
 # Bop {cite:p}`helwegen2019latent` trains binary weights without latent real-valued weights. It
 # keeps an exponential moving average $m$ of each weight's gradient, with adaptivity rate
 # $\gamma$, and flips the weight $w$ when $w\,m > \tau$. The NeurIPS 2019 reproducibility
-# challenge study of Bop (Nayak, Raj and Kalyani, "A comprehensive study on binary optimizer and
-# its applicability"; code and report in `nancy-nayak/rethinking-bnn`) trained the BinaryNet-style
+# challenge study of Bop {cite:p}`nayak2019comprehensive` (code and report in
+# `nancy-nayak/rethinking-bnn`) trained the BinaryNet-style
 # `binaryvgg` on CIFAR-10 with Bop and reports, in its text and figures:
 #
 # - **$\gamma$ sweep** at $\tau = 10^{-8}$ (100 epochs, batch 64): $\gamma = 10^{-2}$ climbs fast,

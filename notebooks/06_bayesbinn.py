@@ -24,7 +24,8 @@
 # CIFAR-10 and 73.68 % on CIFAR-100 test accuracy after 500 epochs (mean of 5 runs), and that
 # using the previous task's posterior as the prior limits forgetting in continual learning.
 #
-# Seed 002 is Garg and Singhal's reproduction (ML Reproducibility Challenge 2020). Its JSON run
+# Seed 002 is Garg and Singhal's reproduction {cite:p}`garg2021re` (ML Reproducibility Challenge
+# 2020). Its JSON run
 # files are in `bnnlib_book/bayesbinn/runfiles/`; this page reads them with
 # `bnnlib.experiment.runfile.load_bayesbinn_config` and trains them through the library's one
 # trainer, at a scale stated below. The BayesBiNN authors also published their own per-epoch

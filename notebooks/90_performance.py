@@ -58,6 +58,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
+from bnnlib_book.build import toc_documents
+
 # %% tags=["parameters"]
 profile = "cpu"
 interactive = False
@@ -510,10 +512,19 @@ if not missing("book"):
     quick_warning("book")
     book = results["book"]
     s = book["settings"]
+    timed = {n["name"] for n in book["cold"]["notebooks"]}
+    untimed = [d for d in toc_documents(runtime.root) if d.startswith("notebooks/")]
+    untimed = [d for d in untimed if d not in timed and d.split("/")[-1] not in timed]
     display(
         Markdown(
-            f"`bnnlib-book build --profile {s['profile']}`, {len(s['notebooks'])} notebook(s); "
-            f"rebuild: median of {s['rebuilds']}."
+            f"`bnnlib-book build --profile {s['profile']}`, {len(s['notebooks'])} notebook(s), "
+            f"recorded {book['date']}; rebuild: median of {s['rebuilds']}."
+            + (
+                f" Pages added since that recording, not in its timings: {', '.join(untimed)} "
+                "(`python benchmarks/bench_book.py` records them)."
+                if untimed
+                else ""
+            )
         )
     )
     display(
