@@ -6,6 +6,7 @@ graded on our records by :func:`bayesbinn_claims` (the summary's evaluator)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from bnnlib.experiment.config import RunConfig
@@ -30,8 +31,10 @@ from bnnlib_book.grading import (
     NO_PAPER_VALUE,
     NOT_RUN,
     Claim,
+    Comparison,
     Verdict,
     gap_status,
+    judge_comparison,
     judge_epoch_matched,
 )
 from bnnlib_book.papers import Reported, reported
@@ -152,7 +155,7 @@ def bayesbinn_claims(records: list[RunRecord], params: Mapping[str, Any]) -> lis
     :func:`~bnnlib_book.grading.judge_epoch_matched` (graded only for runs of the logged recipe:
     MNIST here; CIFAR-10 on the JPEG stand-in is shown as not comparable); the paper's 500-epoch
     numbers of both methods (not run unless our runs trained the whole recipe); continual
-    learning (not graded)."""
+    learning over the seeds of its records (:func:`continual_verdict`)."""
     logs = reference_logs()
     runs = chapter_runs(records, params)
     verdicts = []
@@ -189,24 +192,68 @@ def bayesbinn_claims(records: list[RunRecord], params: Mapping[str, Any]) -> lis
     for family in PAPER_DATASETS:
         for method in PAPER_METHODS:
             verdicts.append(_final_verdict(family, method, runs.get((family, method), [])))
-    verdicts.append(
-        Verdict(
-            Claim(
-                SEED,
-                CHAPTER,
-                "Continual learning on permuted MNIST: with the previous posterior as prior, "
-                "earlier tasks are forgotten less than without",
-                "Meng et al. 2020, arXiv 2002.10778v4, Section 5.2 (figure)",
-                "curves only",
-            ),
-            NOT_RUN,
-            f"not graded: the page runs one seed of {params.get('cl_tasks')} permuted tasks x "
-            f"{params.get('cl_epochs')} epochs tested with C = {params.get('cl_eval_samples')} "
-            "sampled networks (paper: 5 tasks x 100 epochs, C = 100) and shows its curves; the "
-            "paper gives curves, no number",
-        )
-    )
+    verdicts.append(continual_verdict(params))
     return verdicts
+
+
+CONTINUAL_CLAIM = Claim(
+    SEED,
+    CHAPTER,
+    "Continual learning on permuted MNIST: with the previous posterior as prior, the average "
+    "accuracy over the tasks is higher than without (earlier tasks are forgotten less)",
+    "Meng et al. 2020, arXiv 2002.10778v4, Section 5.2 (figure)",
+    "curves only",
+)
+
+
+def continual_runs(params: Mapping[str, Any]) -> dict[int, dict[str, RunRecord]]:
+    """The chapter's continual-learning records in ``params["continual_dir"]``: seed -> {"with
+    prior", "without prior"} -> record, for the seeds whose two runs are both recorded."""
+    from bnnlib.methods.continual import record_key, resolve_config
+
+    folder = Path(params["continual_dir"])
+    out: dict[int, dict[str, RunRecord]] = {}
+    for config in chapter_configs(params, params.get("profile"))["continual"]:
+        cfg = resolve_config(config)
+        pair = {}
+        for label, use_prior in (("with prior", True), ("without prior", False)):
+            path = folder / f"{record_key(cfg, params['cl_tasks'], use_prior, False)}.json"
+            if path.is_file():
+                pair[label] = RunRecord.load(path)
+        if len(pair) == 2:
+            out[config["seed"]] = pair
+    return out
+
+
+def prior_verdict(
+    final_evals: Mapping[str, Sequence[Mapping[str, float]]], setting: str
+) -> Verdict:
+    """:data:`CONTINUAL_CLAIM` graded on the average accuracy after the last task, per seed
+    (``final_evals``: "with prior"/"without prior" -> the last task evaluation of each seed), by
+    the book's comparison rule; a reduced budget is never the paper's setting."""
+    values = {label: tuple(ev["avg_acc"] for ev in evals) for label, evals in final_evals.items()}
+    comparison = (
+        Comparison("with prior", values["with prior"], "without prior", values["without prior"])
+        if values["with prior"] and values["without prior"]
+        else None
+    )
+    return judge_comparison(CONTINUAL_CLAIM, comparison, at_paper_scale=False, setting=setting)
+
+
+def continual_verdict(params: Mapping[str, Any]) -> Verdict:
+    """The summary's verdict on :data:`CONTINUAL_CLAIM` from the chapter's continual records."""
+    runs = continual_runs(params)
+    setting = (
+        f"{params['cl_tasks']} permuted tasks x {params['cl_epochs']} epochs, C = "
+        f"{params['cl_eval_samples']} (paper: 5 tasks x 100 epochs, C = 100)"
+    )
+    if runs:
+        setting += f"; {next(iter(next(iter(runs.values())).values())).label}"
+    final_evals = {
+        label: [pair[label].extras["task_evals"][-1] for pair in runs.values()]
+        for label in ("with prior", "without prior")
+    }
+    return prior_verdict(final_evals, setting)
 
 
 def _final_verdict(family: str, method: str, family_records: Sequence[RunRecord]) -> Verdict:

@@ -105,8 +105,10 @@ def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list
     """Every config the chapter runs, from its notebook parameters ``p``: "mnist" (both methods,
     every seed), "temperature" (BayesBiNN, first seed, other temperatures), "probe" (the same
     BayesBiNN run at ``probe_temperature`` with each learning rate of ``probe_lrs``: does a
-    temperature that does not learn learn with a larger step?), "cifar" and "continual". With ``keep_paper_schedule`` a run shorter than the run file trains the first
-    epochs of the file's schedule (``stop_after_epochs``) instead of compressing it."""
+    temperature that does not learn learn with a larger step?), "cifar" and "continual" (one
+    permuted-MNIST run file per seed of ``cl_seeds``). With ``keep_paper_schedule`` a run shorter
+    than the run file trains the first epochs of the file's schedule (``stop_after_epochs``)
+    instead of compressing it."""
     paper_epochs = seed_file(CLASSIFICATION_FILES["mnist"]["BayesBiNN"]).epochs
 
     def sized(width: float, epochs: int | None, train: int | None, test: int | None) -> Scale:
@@ -150,7 +152,9 @@ def chapter_configs(p: Mapping[str, Any], profile: str | None) -> dict[str, list
                 dataset=p["cifar_substitute"] if family == "cifar10" else None,
             )
         ],
-        "continual": [continual_config(cl_scale, p["seeds"][0], p["cl_eval_samples"])],
+        "continual": [
+            continual_config(cl_scale, seed, p["cl_eval_samples"]) for seed in p["cl_seeds"]
+        ],
     }
 
 

@@ -83,7 +83,8 @@ def task_frame(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _mean_std(values: Sequence[float]) -> str:
+def mean_std_text(values: Sequence[float]) -> str:
+    """``mean +- std (n=k)`` of ``values`` with two decimals (``mean (n=1)``; "not run" if empty)."""
     if not values:
         return "not run"
     mean = sum(values) / len(values)
@@ -134,7 +135,7 @@ def epoch_table(
         at = ours[ours["epoch"] == e]
         row: dict[str, object] = {"epoch": int(e)}
         for m in methods:
-            row[f"ours {m} (%)"] = _mean_std(list(at.loc[at["method"] == m, metric]))
+            row[f"ours {m} (%)"] = mean_std_text(list(at.loc[at["method"] == m, metric]))
         if e in band.index:
             ref = band.loc[e]
             row |= {
