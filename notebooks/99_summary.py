@@ -137,10 +137,10 @@ display(by_seed)
 COLOURS = {
     "reproduced": "#d9f2d9",
     "epoch-matched": "#e6f4ea",
-    "partially reproduced": "#fff3c4",
+    "consistent at reduced scale": "#fff3c4",
+    "inconsistent at reduced scale": "#fbe3cf",
     "not reproduced": "#f8d4d4",
     "inconclusive (within the seed spread)": "#f1e6f6",
-    "inconsistent at reduced scale": "#fbe3cf",
     "too few seeds to grade": "#f3f3e6",
     "not run at this profile": "#eeeeee",
     "no paper value to compare": "#e3ecf8",
