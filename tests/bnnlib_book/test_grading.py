@@ -4,6 +4,8 @@ the rules state."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bnnlib_book import grading
@@ -29,7 +31,16 @@ from bnnlib_book.grading import (
     judge_direction,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAIM = Claim("000", "test", "a claim", "test")
+
+
+def test_the_summary_page_prints_the_rules_of_the_code() -> None:
+    summary = (REPO_ROOT / "notebooks" / "99_summary.py").read_text()
+    assert "STATUS_RULES[status]" in summary
+    # the page holds no list of its own that could drift from the code's
+    for status in STATUSES:
+        assert f"# {status}\n" not in summary
 
 
 def test_every_status_has_one_rule() -> None:
