@@ -52,6 +52,16 @@ def test_every_status_has_one_rule() -> None:
         Verdict(CLAIM, "partially reproduced", "")
 
 
+def test_no_partially_reproduced_is_left_in_the_book() -> None:
+    book = REPO_ROOT / "bnnlib_book"
+    sources = [*book.glob("*.py"), *book.glob("*/*.py"), *(REPO_ROOT / "notebooks").glob("*.py")]
+    for path in sources:
+        if "vendor" in path.relative_to(REPO_ROOT).parts:
+            continue
+        text = path.read_text().lower()
+        assert "partially reproduced" not in text and '"partially"' not in text, path
+
+
 @pytest.mark.parametrize(
     ("gap", "tolerance", "expected"),
     [
