@@ -1,18 +1,38 @@
-"""Claims of the reproduced works and the status our runs give them, for the book's summary.
+"""Claims of the reproduced works, the statuses our runs give them, and the one rule set by which
+every chapter grades them (the summary page prints :data:`STATUS_RULES`).
 
 A chapter states the claims it tests as :class:`Claim` values and turns its run records into a
-:class:`Verdict` per claim with the helpers here, so every chapter judges by the same rules:
+:class:`Verdict` per claim with the helpers here. A claim's *setting* is its data set, model (at
+full width), training budget (training-set size and epochs) and the metric it states; a run at a
+labelled smaller setting is at *reduced scale*. Each claim is of one kind, graded by one helper:
 
-- a number is only compared with the paper's when the run used the paper's setting (its data
-  set, full training set, full width and epochs); a reduced-scale run can never "reproduce" a
-  paper number, it leaves the claim "not run at this profile" and shows what it measured;
-- a qualitative claim (a direction, an ordering) may be judged at a reduced scale, but then at
-  best "partially" unless the claim does not depend on scale (a property of the update rule);
-- a claim whose paper value is not yet transcribed cannot be judged at all;
-- a run of a reference implementation's own recipe, stopped after its first epochs, is set beside
-  that implementation's published per-epoch logs at the same epochs ("epoch-matched",
-  :func:`judge_epoch_matched`): it says the curve so far agrees, never that the final number is
-  reproduced.
+- **a reported number** (:func:`compare_number`, :func:`gap_status`): compared with the paper's
+  only at the paper's setting: reproduced within the stated tolerance (:data:`ACCURACY_TOLERANCE`,
+  1 point of accuracy; :data:`PSNR_TOLERANCE`, 0.5 dB), else not reproduced. Below the setting
+  it is not run at this profile, and our number is shown; a value not yet transcribed leaves
+  it "no paper value to compare".
+- **a qualitative, non-comparative claim** (a direction, the shape of a curve, a property;
+  :func:`judge_direction`): at the paper's setting reproduced or not reproduced; at a reduced
+  scale consistent or inconsistent at reduced scale, never reproduced or not reproduced, unless
+  it is a property of the update rule that does not depend on scale (``scale_free``).
+- **a comparative claim** (one setting or method beats, equals or is the best among others;
+  :class:`Comparison`, :func:`judge_comparison`): graded only with :data:`MIN_SEEDS` (3) seeds
+  a side, by the difference of the means against :data:`SE_FACTOR` (2) Welch standard errors of
+  that difference, with mean +- std and n shown. Beyond them in the claim's direction:
+  reproduced (consistent at reduced scale); the other way: not reproduced (inconsistent at
+  reduced scale); within them: inconclusive. With fewer seeds: too few seeds to grade, the
+  numbers shown. A single-seed result is shown, never graded.
+- **a claim of several parts** (:func:`judge_all_parts`): every part is graded by its kind's
+  rule and must hold; a failing part decides (not reproduced, or inconsistent at reduced scale)
+  and is named; otherwise a part that could not be graded (not run, no paper value, too few
+  seeds) leaves the claim ungraded, then a part within the seeds' spread leaves it
+  inconclusive; when every part holds the claim takes the weaker of its parts' statuses
+  (consistent at reduced scale below reproduced).
+- **epoch-matched** (:func:`judge_epoch_matched`): our runs (3 seeds) of a reference
+  implementation's own recipe, stopped after their first epochs, set beside that implementation's
+  published per-epoch logs: inside the logged runs' band at every epoch judged is
+  "epoch-matched", outside at some epoch "inconsistent at reduced scale", with the epochs named.
+  It covers the epochs run, never the recipe's final number.
 
 The book's summary page collects the verdicts of every chapter through
 :data:`bnnlib_book.chapters.CHAPTERS`.
@@ -28,26 +48,21 @@ from typing import Any
 from bnnlib.experiment.records import RunRecord, load_records
 
 REPRODUCED = "reproduced"
-PARTIALLY = "partially reproduced"
+EPOCH_MATCHED = "epoch-matched"
+CONSISTENT_REDUCED = "consistent at reduced scale"
+INCONSISTENT_REDUCED = "inconsistent at reduced scale"
 NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive (within the seed spread)"
+TOO_FEW_SEEDS = "too few seeds to grade"
 NOT_RUN = "not run at this profile"
 NO_PAPER_VALUE = "no paper value to compare"
-# Comparisons over seeds (judge_comparison): the difference is within the seeds' spread, or the
-# runs measured it the other way at a reduced scale (which cannot refute the paper), or there
-# are fewer than MIN_SEEDS seeds per side.
-INCONCLUSIVE = "inconclusive (within the seed spread)"
-INCONSISTENT_REDUCED = "inconsistent at reduced scale"
-TOO_FEW_SEEDS = "too few seeds to grade"
-# Epoch-matched (judge_epoch_matched): our runs of the reference recipe, at every epoch they ran,
-# are within the reference implementation's own runs' spread at the same epoch.
-EPOCH_MATCHED = "epoch-matched"
 STATUSES = (
     REPRODUCED,
     EPOCH_MATCHED,
-    PARTIALLY,
+    CONSISTENT_REDUCED,
+    INCONSISTENT_REDUCED,
     NOT_REPRODUCED,
     INCONCLUSIVE,
-    INCONSISTENT_REDUCED,
     TOO_FEW_SEEDS,
     NOT_RUN,
     NO_PAPER_VALUE,
@@ -56,16 +71,83 @@ MIN_SEEDS = 3
 # A difference of means counts when it exceeds this many standard errors of the difference.
 SE_FACTOR = 2.0
 
-# Gaps within which a paper-scale run reproduces a reported number, or reproduces it partially
-# (our choice, for one seed per setting): top-1 accuracy in percentage points, PSNR in dB.
-ACCURACY_TOLERANCE = (1.0, 3.0)
-PSNR_TOLERANCE = (0.5, 1.5)
+# The gap within which a run at the paper's setting reproduces a reported number (our choice,
+# one per metric): top-1 or training accuracy in percentage points, PSNR in dB.
+ACCURACY_TOLERANCE = 1.0
+PSNR_TOLERANCE = 0.5
 
 # The epoch-matched band is the reference runs' min-max widened by this many points on each side
 # (accuracy in %). The range of 5 runs is a narrow estimate of their spread: a sixth run of the
 # same distribution falls inside the range of five with probability (5-1)/(5+1) = 2/3 only. 0.1
 # points is 10 of MNIST's 10,000 test images, about the gap between neighbouring reference runs.
 EPOCH_MARGIN = 0.1
+
+# One sentence per status: the rule that gives it. The summary page prints this list.
+STATUS_RULES = {
+    REPRODUCED: (
+        "at the claim's own setting (data, model, training budget, metric), a reported number "
+        f"within the stated tolerance ({ACCURACY_TOLERANCE:g} point of accuracy, "
+        f"{PSNR_TOLERANCE:g} dB of PSNR), a qualitative claim that holds, or a comparison that "
+        f"holds by more than {SE_FACTOR:g} standard errors over at least {MIN_SEEDS} seeds a "
+        "side; a property of the update rule that does not depend on scale counts at any scale."
+    ),
+    EPOCH_MATCHED: (
+        f"our runs ({MIN_SEEDS} seeds or more) of a reference implementation's own recipe, "
+        "stopped after their first epochs, have their mean within that implementation's "
+        f"published runs' min-max (widened by {EPOCH_MARGIN:g} points) at every epoch named; "
+        "it covers those epochs only, never the recipe's final number."
+    ),
+    CONSISTENT_REDUCED: (
+        "at a labelled smaller setting, a qualitative claim holds (every part of it), or a "
+        f"comparison holds by more than {SE_FACTOR:g} standard errors over at least "
+        f"{MIN_SEEDS} seeds a side; a smaller setting never confirms a paper number."
+    ),
+    INCONSISTENT_REDUCED: (
+        "at a labelled smaller setting, a qualitative claim (or a named part of it) fails, a "
+        f"comparison comes out the other way by more than {SE_FACTOR:g} standard errors over "
+        f"at least {MIN_SEEDS} seeds a side, or a reference recipe's first epochs fall outside "
+        "its published runs' band at the epochs named; a smaller setting never refutes a paper "
+        "number."
+    ),
+    NOT_REPRODUCED: (
+        "only at the claim's own setting: a reported number outside the stated tolerance, a "
+        "qualitative claim (or a named part of it) that fails, or a comparison that comes out "
+        f"the other way by more than {SE_FACTOR:g} standard errors over at least {MIN_SEEDS} "
+        "seeds a side."
+    ),
+    INCONCLUSIVE: (
+        f"a comparison over at least {MIN_SEEDS} seeds a side whose difference of means is "
+        f"within {SE_FACTOR:g} standard errors."
+    ),
+    TOO_FEW_SEEDS: (
+        "a comparative claim (one setting or method beats, equals or is the best among "
+        f"others) with fewer than {MIN_SEEDS} seeds a side: its numbers are shown "
+        "(mean +- std and n), not graded."
+    ),
+    NOT_RUN: (
+        "the claim's setting was not run at this profile: a reported number measured at a "
+        "smaller setting (shown as evidence only), runs missing or too short for the claim's "
+        "rule, or a chapter planned or outside the book (ImageNet)."
+    ),
+    NO_PAPER_VALUE: (
+        "the setting was run at the paper's scale but the paper's value is not yet transcribed."
+    ),
+}
+
+# How a claim of several parts takes its status from its parts' (judge_all_parts), the first of
+# this order among them: a failing part decides, then one that could not be graded, then one
+# within the seeds' spread; a claim whose parts all hold takes the weaker holding status.
+PARTS_ORDER = (
+    NOT_REPRODUCED,
+    INCONSISTENT_REDUCED,
+    NOT_RUN,
+    NO_PAPER_VALUE,
+    TOO_FEW_SEEDS,
+    INCONCLUSIVE,
+    CONSISTENT_REDUCED,
+    REPRODUCED,
+)
+FAILING = (NOT_REPRODUCED, INCONSISTENT_REDUCED)
 
 FRAME_COLUMNS = ("seed", "chapter", "claim", "source", "paper", "status", "evidence")
 
@@ -136,13 +218,13 @@ def compare_number(
     paper: float | None,
     *,
     at_paper_scale: bool,
-    tolerance: tuple[float, float] = ACCURACY_TOLERANCE,
+    tolerance: float = ACCURACY_TOLERANCE,
     scale: float = 100.0,
     unit: str = "%",
 ) -> Verdict:
-    """Verdict for a reported number ``paper`` against ``record.final[metric] * scale``: within
-    ``tolerance[0]`` reproduced, within ``tolerance[1]`` partially, else not reproduced. Missing
-    record: not run. Reduced scale: not run, with our number for reference."""
+    """Verdict for a reported number ``paper`` against ``record.final[metric] * scale``, by
+    :func:`gap_status`. Missing record: not run. Reduced scale: not run, with our number for
+    reference."""
     if record is None:
         return Verdict(claim, NOT_RUN, "no run record")
     if metric not in record.final:
@@ -161,25 +243,24 @@ def compare_number(
     )
 
 
-def gap_status(gap: float, tolerance: tuple[float, float] = ACCURACY_TOLERANCE) -> str:
-    """A paper-scale number ``gap`` away from the paper's: within ``tolerance[0]`` reproduced,
-    within ``tolerance[1]`` partially, else not reproduced."""
-    reproduced, partial = tolerance
-    if abs(gap) <= reproduced:
-        return REPRODUCED
-    return PARTIALLY if abs(gap) <= partial else NOT_REPRODUCED
+def gap_status(gap: float, tolerance: float = ACCURACY_TOLERANCE) -> str:
+    """A number measured at the paper's setting, ``gap`` away from the paper's: within
+    ``tolerance`` reproduced, else not reproduced."""
+    return REPRODUCED if abs(gap) <= tolerance else NOT_REPRODUCED
 
 
 def judge_direction(
     claim: Claim, holds: bool | None, evidence: str, *, at_paper_scale: bool, scale_free: bool
 ) -> Verdict:
-    """Verdict for a qualitative claim. ``holds`` None means the runs needed are missing. A claim
-    that holds at a reduced scale is only "partially" reproduced unless it is ``scale_free``."""
+    """Verdict for a qualitative, non-comparative claim. ``holds`` None means the runs needed
+    are missing (not run). At the paper's setting, or for a ``scale_free`` property of the update
+    rule: reproduced or not reproduced; at a reduced scale: consistent or inconsistent at reduced
+    scale (it can neither confirm nor refute the paper)."""
     if holds is None:
         return Verdict(claim, NOT_RUN, evidence)
-    if not holds:
-        return Verdict(claim, NOT_REPRODUCED, evidence)
-    return Verdict(claim, REPRODUCED if at_paper_scale or scale_free else PARTIALLY, evidence)
+    if at_paper_scale or scale_free:
+        return Verdict(claim, REPRODUCED if holds else NOT_REPRODUCED, evidence)
+    return Verdict(claim, CONSISTENT_REDUCED if holds else INCONSISTENT_REDUCED, evidence)
 
 
 @dataclass(frozen=True)
@@ -246,10 +327,11 @@ def judge_comparison(
     min_seeds: int = MIN_SEEDS,
 ) -> Verdict:
     """Verdict for the claim "a beats b", by the rule of :class:`Comparison`: graded only with
-    ``min_seeds`` seeds per side. At the paper's setting the claim is reproduced or not
-    reproduced; at a reduced scale it is at best partially reproduced, and a difference the
-    other way is "inconsistent at reduced scale" (it cannot refute the paper). ``setting``
-    labels the runs in the evidence."""
+    ``min_seeds`` seeds per side (else too few seeds to grade, the numbers shown). At the
+    paper's setting the claim is reproduced or not reproduced; at a reduced scale it is
+    consistent or inconsistent at reduced scale (it can neither confirm nor refute the paper); a
+    difference within the spread is inconclusive. ``setting`` labels the runs in the
+    evidence."""
     if comparison is None:
         return Verdict(claim, NOT_RUN, f"no runs ({setting})")
     evidence = f"{comparison.text()}; {setting}"
@@ -259,8 +341,28 @@ def judge_comparison(
     if holds is None:
         return Verdict(claim, INCONCLUSIVE, evidence)
     if holds:
-        return Verdict(claim, REPRODUCED if at_paper_scale else PARTIALLY, evidence)
+        return Verdict(claim, REPRODUCED if at_paper_scale else CONSISTENT_REDUCED, evidence)
     return Verdict(claim, NOT_REPRODUCED if at_paper_scale else INCONSISTENT_REDUCED, evidence)
+
+
+def judge_all_parts(
+    claim: Claim, parts: Sequence[tuple[str, Verdict]], *, evidence: str | None = None
+) -> Verdict:
+    """Verdict for a claim that holds only when every one of its ``parts`` (name, the part's
+    verdict by its own kind's rule) holds: the first status of :data:`PARTS_ORDER` among the
+    parts, so a failing part decides, then an ungraded one, then one within the spread. The
+    evidence is ``evidence`` (default: each part's, by name) with the failing parts named."""
+    if not parts:
+        raise ValueError(f"claim {claim.statement!r} has no parts to judge")
+    unknown = sorted({v.status for _, v in parts} - set(PARTS_ORDER))
+    if unknown:
+        raise ValueError(f"part statuses {unknown} cannot be combined; use {PARTS_ORDER}")
+    status = min((v.status for _, v in parts), key=PARTS_ORDER.index)
+    text = evidence if evidence is not None else " | ".join(f"{n}: {v.evidence}" for n, v in parts)
+    failing = [name for name, v in parts if v.status in FAILING]
+    if failing:
+        text += f"; fails: {', '.join(failing)}"
+    return Verdict(claim, status, text)
 
 
 def _epochs_text(epochs: Sequence[int]) -> str:
@@ -296,12 +398,14 @@ def judge_epoch_matched(
     """Verdict for "our runs follow the reference implementation's curve over the epochs run".
 
     ``ours`` and ``reference`` map an epoch (1-based) to the per-run values there (our seeds; the
-    reference's logged runs), in the same unit (accuracy in %). The rule: at every epoch we ran,
-    the mean of our runs lies within the reference runs' min-max at that epoch widened by
-    ``margin`` on each side (:data:`EPOCH_MARGIN`, 0.1 points). Then the claim is
-    "epoch-matched"; inside at some epochs only, or with epochs the reference did not log,
-    "partially reproduced"; outside at every epoch, "not reproduced". The evidence gives every
-    epoch's numbers and, outside the band, how far beyond the reference min or max our mean is.
+    reference's logged runs), in the same unit (accuracy in %). The rule: at every epoch we ran
+    that the reference logs, the mean of our runs lies within the reference runs' min-max at that
+    epoch widened by ``margin`` on each side (:data:`EPOCH_MARGIN`, 0.1 points). Then the claim
+    is "epoch-matched" at those epochs (named; epochs the reference did not log are named as not
+    judged); outside at any epoch, "inconsistent at reduced scale", with the epochs outside named
+    (a run stopped after its first epochs is a reduced budget: it cannot refute the recipe's
+    final number). The evidence gives every epoch's numbers and, outside the band, how far beyond
+    the reference min or max our mean is.
 
     Graded only when ``same_recipe`` (our runs trained the reference's recipe: data, model,
     width, optimizer settings, schedule length; else "not run at this profile", not comparable,
@@ -351,18 +455,19 @@ def judge_epoch_matched(
     evidence = "; ".join(parts)
     evidence += f" (band = min-max +- {margin:g} points); {setting}"
     if unlogged:
-        evidence += f"; epochs {_epochs_text(unlogged)} not in the reference logs"
+        evidence += f"; epochs {_epochs_text(unlogged)} not in the reference logs, not judged"
     if min(len(ours[e]) for e in judged) < min_seeds:
         return Verdict(claim, TOO_FEW_SEEDS, f"{evidence}; the rule needs {min_seeds} seeds")
-    if len(inside) == len(judged) and not unlogged:
+    if len(inside) == len(judged):
         return Verdict(
             claim, EPOCH_MATCHED, f"epochs {_epochs_text(judged)} all inside: {evidence}"
         )
-    if inside:
-        return Verdict(
-            claim, PARTIALLY, f"inside at epochs {_epochs_text(inside)} only: {evidence}"
-        )
-    return Verdict(claim, NOT_REPRODUCED, f"outside at every epoch: {evidence}")
+    outside = [e for e in judged if e not in inside]
+    return Verdict(
+        claim,
+        INCONSISTENT_REDUCED,
+        f"outside at epochs {_epochs_text(outside)} of {_epochs_text(judged)}: {evidence}",
+    )
 
 
 def not_run(claims: Iterable[Claim], why: str) -> list[Verdict]:

@@ -316,9 +316,9 @@ pd.DataFrame(rows).style.hide(axis="index")
 #
 # Table 6: every claim with its status and evidence, by the rule stated above Table 1. The depth
 # claim's rule: the per-seed advantage (forward minus all binary, same seed) of VGG-9 must beat
-# VGG-5's and ResNet-20's must beat VGG-9's, each by the same two-standard-error rule; the claim
-# takes the weakest status of the two pairs (not run, then too few seeds, then against, then
-# inconclusive).
+# VGG-5's and ResNet-20's must beat VGG-9's, each by the same two-standard-error rule. Both must
+# hold: a pair graded the other way decides (and is named), then a pair not run or with too few
+# seeds, then one within the spread.
 
 # %%
 claims_table(verdicts)

@@ -19,43 +19,10 @@
 # This page lists every claim the chapters test, where the claim is made, and the status our
 # run records give it under this page's profile. The chapters grade their claims with explicit
 # rules stated on their pages; this page applies the same rules to the same records, so the
-# statuses here and on the chapters agree (the autoencoders' reported PSNRs are graded here,
-# with the tolerance of `bnnlib_book.grading`: 0.5 dB, 1.5 dB for "partially"). The statuses:
-#
-# reproduced
-# : the claim's own setting was run and the result matches (a number within the stated
-#   tolerance, a qualitative claim that holds at the paper's scale, or a property of the update
-#   rule that does not depend on scale);
-#
-# partially reproduced
-# : part of the claim holds, or a qualitative claim holds at our reduced scale only;
-#
-# not reproduced
-# : the runs contradict the claim at the claim's own setting;
-#
-# inconclusive (within the seed spread)
-# : a comparison over seeds whose difference of means is within two standard errors;
-#
-# inconsistent at reduced scale
-# : a comparison over seeds that came out the other way at a reduced scale (which cannot refute
-#   the paper);
-#
-# too few seeds to grade
-# : a comparison with fewer than three seeds a side (its numbers are shown, not graded);
-#
-# epoch-matched
-# : our runs of a reference implementation's own recipe, stopped after their first epochs, are
-#   within that implementation's published per-epoch runs at every epoch we ran (our mean inside
-#   their min-max over 5 runs, widened by 0.1 points); it covers the epochs run only, so it is
-#   never "reproduced" (seed 002, against the BayesBiNN authors' logs);
-#
-# not run at this profile
-# : the claim's setting was not run: a reduced-scale run never reproduces a paper number (its
-#   value is shown as evidence only), and planned chapters or results outside the book's scope
-#   (ImageNet) are listed here too, so no claim is dropped;
-#
-# no paper value to compare
-# : the setting was run at the paper's scale but the paper's value is not yet transcribed.
+# statuses here and on the chapters agree (the autoencoders' reported PSNRs are graded here).
+# A claim's setting is its data set, model, training budget and metric; a smaller setting is
+# labelled on every number it gives. The statuses, each with the rule that gives it (printed
+# from `bnnlib_book.grading.STATUS_RULES`, the rules the graders apply):
 
 # %% tags=["hide-input"]
 # Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
@@ -82,8 +49,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from bnnlib_book.chapters import SEEDS, book_verdicts
-from bnnlib_book.grading import STATUSES, status_counts, verdict_frame
+from bnnlib_book.grading import STATUS_RULES, STATUSES, status_counts, verdict_frame
 from bnnlib_book.runner import chapter_params
+
+# %% tags=["remove-input"]
+display(Markdown("\n".join(f"- **{status}**: {STATUS_RULES[status]}" for status in STATUSES)))
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -140,10 +110,10 @@ display(by_seed)
 COLOURS = {
     "reproduced": "#d9f2d9",
     "epoch-matched": "#e6f4ea",
-    "partially reproduced": "#fff3c4",
+    "consistent at reduced scale": "#fff3c4",
+    "inconsistent at reduced scale": "#fbe3cf",
     "not reproduced": "#f8d4d4",
     "inconclusive (within the seed spread)": "#f1e6f6",
-    "inconsistent at reduced scale": "#fbe3cf",
     "too few seeds to grade": "#f3f3e6",
     "not run at this profile": "#eeeeee",
     "no paper value to compare": "#e3ecf8",

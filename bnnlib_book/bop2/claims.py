@@ -4,7 +4,8 @@ their runs grade them, by the rules of :mod:`bnnlib_book.grading`.
 The README's CIFAR-10 accuracies are compared only at the paper's scale; the section 5.1 studies
 have no transcribed values, so below that scale they are "not run at this profile" with our
 numbers as evidence; the first-update mass flip is a property of the update rule and is graded at
-any scale; the abstract's comparison with Bop is graded on a Bop run at the same scale.
+any scale; the abstract's comparison with Bop is comparative, graded over seeds
+(:func:`~bnnlib_book.grading.judge_comparison`) against Bop runs at the same scale.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from bnnlib_book.bop2.design import (
 )
 from bnnlib_book.bop2.frames import first_update_flips
 from bnnlib_book.grading import (
+    MIN_SEEDS,
     NO_PAPER_VALUE,
     NOT_RUN,
-    PARTIALLY,
+    TOO_FEW_SEEDS,
     Claim,
+    Comparison,
     Verdict,
     compare_number,
+    judge_all_parts,
+    judge_comparison,
     judge_direction,
     not_run,
     paper_scale,
@@ -133,26 +138,37 @@ def mass_flip_verdict(traces: Any) -> Verdict:
 
 
 def faster_verdict(
-    bop: RunRecord,
+    bop: Sequence[RunRecord],
     bop2: Sequence[RunRecord],
     at_paper_scale: bool,
     runs: Sequence[LabelledRun],
 ) -> Verdict:
-    """Judge :data:`CLAIM_FASTER`: mean test accuracy over the epochs (the area under the curve),
-    Bop2ndOrder's BatchNorm runs against Bop's at the same scale (labels from ``runs``)."""
+    """Judge :data:`CLAIM_FASTER`, a comparative claim: per Bop2ndOrder variant of the BatchNorm
+    runs ``bop2`` (labels from ``runs``), its mean test accuracy over the epochs (the area under
+    the curve, one value per seed) against the Bop runs' at the same scale by
+    :func:`~bnnlib_book.grading.judge_comparison`; the claim must hold for both variants
+    (:func:`~bnnlib_book.grading.judge_all_parts`). With one seed a side it is too few seeds to
+    grade, the numbers shown."""
     labels = labels_by_key(runs)
-    reference = _mean_test_accuracy(bop)
-    wins = [r for r in bop2 if _mean_test_accuracy(r) > reference]
-    parts = ", ".join(f"{labels[r.key]['variant']} {percent(_mean_test_accuracy(r))}" for r in bop2)
+    reference = tuple(_mean_test_accuracy(r) for r in bop)
+    variants = sorted({labels[r.key]["variant"] for r in bop2}, key=VARIANTS.index)
+    setting = bop[0].label
+    parts, texts = [], []
+    for variant in variants:
+        own = tuple(_mean_test_accuracy(r) for r in bop2 if labels[r.key]["variant"] == variant)
+        comparison = Comparison(f"Bop2ndOrder {variant}", own, "Bop", reference)
+        verdict = judge_comparison(
+            CLAIM_FASTER, comparison, at_paper_scale=at_paper_scale, setting=setting
+        )
+        parts.append((variant, verdict))
+        texts.append(comparison.text())
     evidence = (
-        f"mean test accuracy over {len(bop.history)} epochs: Bop {percent(reference)}, "
-        f"Bop2ndOrder {parts} ({bop.label})"
+        f"mean test accuracy over {len(bop[0].history)} epochs (area under the curve): "
+        f"{' | '.join(texts)}; {setting}"
     )
-    if 0 < len(wins) < len(bop2):
-        return Verdict(CLAIM_FASTER, PARTIALLY, evidence + "; only one variant is ahead")
-    return judge_direction(
-        CLAIM_FASTER, bool(wins), evidence, at_paper_scale=at_paper_scale, scale_free=False
-    )
+    if any(verdict.status == TOO_FEW_SEEDS for _, verdict in parts):
+        evidence += f"; the rule needs {MIN_SEEDS} seeds a side"
+    return judge_all_parts(CLAIM_FASTER, parts, evidence=evidence)
 
 
 def _scale_note(records: Sequence[RunRecord], metric: str = "test_acc") -> str:
@@ -203,7 +219,7 @@ def variants_verdicts(
     bop = select(records, runs, variant="Bop")
     if bop and len(batch) == len(VARIANTS):
         full = _all_at_paper_scale([*bop, *batch], PAPER_EPOCHS["5.1.1"])
-        verdicts.append(faster_verdict(bop[0], batch, full, runs))
+        verdicts.append(faster_verdict(bop, batch, full, runs))
     else:
         verdicts.extend(not_run([CLAIM_FASTER], "no Bop run beside both BatchNorm variants"))
     return verdicts

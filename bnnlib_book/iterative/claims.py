@@ -6,7 +6,7 @@ rule for comparisons over seeds (:func:`bnnlib_book.grading.judge_comparison`: d
 means beyond two standard errors, at least three seeds a side) on the test accuracy of the fully
 binary network at its best validation epoch (:func:`bnnlib_book.iterative.frames.run_numbers`).
 At the released recipe (full MNIST, 450 epochs, full width) a graded claim is reproduced or not;
-at a reduced budget it can only be consistent (partially) or inconsistent.
+at a reduced budget it can only be consistent or inconsistent at reduced scale.
 """
 
 from __future__ import annotations
@@ -18,16 +18,11 @@ import pandas as pd
 
 from bnnlib.experiment.records import RunRecord
 from bnnlib_book.grading import (
-    INCONCLUSIVE,
-    INCONSISTENT_REDUCED,
-    NOT_REPRODUCED,
     NOT_RUN,
-    PARTIALLY,
-    REPRODUCED,
-    TOO_FEW_SEEDS,
     Claim,
     Comparison,
     Verdict,
+    judge_all_parts,
     judge_comparison,
 )
 from bnnlib_book.iterative import design
@@ -315,28 +310,14 @@ def advantage(frame: pd.DataFrame, model: str) -> tuple[float, ...]:
     return tuple(forward[s] - binary[s] for s in forward if s in binary)
 
 
-# Statuses of the depth claim's pairs, the one that decides first: a missing pair leaves the claim
-# not run, too few seeds ungraded, one pair the other way decides against it, one within the
-# spread leaves it inconclusive; only both pairs beyond the spread reproduce it (partially at a
-# reduced budget).
-_DEPTH_PRECEDENCE = (
-    NOT_RUN,
-    TOO_FEW_SEEDS,
-    NOT_REPRODUCED,
-    INCONSISTENT_REDUCED,
-    INCONCLUSIVE,
-    PARTIALLY,
-    REPRODUCED,
-)
-
-
 def depth_verdict(
     frame: pd.DataFrame, records: Sequence[RunRecord], params: Mapping[str, Any]
 ) -> Verdict:
     """The rule of :data:`ADVANTAGE_GROWS_WITH_DEPTH`: the per-seed advantage (forward minus all
     binary, same seed) of each deeper network against the next shallower one (VGG-9 against
-    VGG-5, ResNet-20 against VGG-9), each pair by :func:`judge_comparison`; the claim takes the
-    first status of :data:`_DEPTH_PRECEDENCE` among the two pairs."""
+    VGG-5, ResNet-20 against VGG-9), each pair by :func:`judge_comparison`; both pairs must hold
+    (:func:`~bnnlib_book.grading.judge_all_parts`: a pair the other way decides, then a pair not
+    run or with too few seeds, then one within the spread)."""
     pairs = []
     for shallow, deep in zip(CIFAR_MODELS, CIFAR_MODELS[1:], strict=False):
         a, b = advantage(frame, deep), advantage(frame, shallow)
@@ -347,14 +328,12 @@ def depth_verdict(
         )
         scale = cifar_at_released_recipe(params, deep) and cifar_at_released_recipe(params, shallow)
         setting = f"{cifar_setting(records, frame, deep, params)}; {cifar_setting(records, frame, shallow, params)}"
-        pairs.append(
-            judge_comparison(
-                ADVANTAGE_GROWS_WITH_DEPTH, comparison, at_paper_scale=scale, setting=setting
-            )
+        verdict = judge_comparison(
+            ADVANTAGE_GROWS_WITH_DEPTH, comparison, at_paper_scale=scale, setting=setting
         )
-    status = min((p.status for p in pairs), key=_DEPTH_PRECEDENCE.index)
-    evidence = " | ".join(p.evidence for p in pairs)
-    return Verdict(ADVANTAGE_GROWS_WITH_DEPTH, status, evidence)
+        pairs.append((f"{MODEL_NAMES[deep]} over {MODEL_NAMES[shallow]}", verdict))
+    evidence = " | ".join(verdict.evidence for _, verdict in pairs)
+    return judge_all_parts(ADVANTAGE_GROWS_WITH_DEPTH, pairs, evidence=evidence)
 
 
 def cifar_verdicts(

@@ -69,11 +69,12 @@ CLAIM = Claim("004", "07_iterative_mnist", "a beats b", "test")
     ("a", "b", "paper_scale", "status"),
     [
         ((0.98, 0.981, 0.979), (0.97, 0.971, 0.969), True, grading.REPRODUCED),
-        ((0.98, 0.981, 0.979), (0.97, 0.971, 0.969), False, grading.PARTIALLY),
+        ((0.98, 0.981, 0.979), (0.97, 0.971, 0.969), False, grading.CONSISTENT_REDUCED),
         ((0.97, 0.971, 0.969), (0.98, 0.981, 0.979), True, grading.NOT_REPRODUCED),
         ((0.97, 0.971, 0.969), (0.98, 0.981, 0.979), False, grading.INCONSISTENT_REDUCED),
         ((0.98, 0.95, 0.99), (0.97, 0.99, 0.96), True, grading.INCONCLUSIVE),
         ((0.98, 0.99), (0.90, 0.91), True, grading.TOO_FEW_SEEDS),
+        ((0.99,), (0.90,), False, grading.TOO_FEW_SEEDS),  # one seed: shown, never graded
     ],
 )
 def test_comparisons_are_graded_by_two_standard_errors_over_three_seeds(a, b, paper_scale, status):

@@ -4,6 +4,7 @@ records as their text says; the PSNR tables keep both conventions apart."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,22 @@ from bnnlib.experiment.runs import dry_run
 from bnnlib.train.metrics import PEAK2_OFFSET_DB
 from bnnlib_book.bop.claims import (
     CLAIMS,
-    NOT_REPRODUCED,
-    NOT_RUN,
-    PARTIAL,
-    REPRODUCED,
+    Finding,
+    Part,
     ablation_claims,
+    grade,
 )
 from bnnlib_book.bop.design import AblationDesign, DenoisingDesign
 from bnnlib_book.bop.frames import AblationResults, psnr_table, vispics_table
+from bnnlib_book.grading import (
+    CONSISTENT_REDUCED,
+    FAILING,
+    INCONSISTENT_REDUCED,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    REPRODUCED,
+    TOO_FEW_SEEDS,
+)
 from bnnlib_book.papers import reported
 from bnnlib_book.runner import chapter_params, notebook_parameters
 from tests.conftest import needs_cifar_png
@@ -182,103 +191,178 @@ def record(
     )
 
 
-def status(records: list[RunRecord], claim_start: str, **changes: Any) -> tuple[str, str]:
-    """The status a claim's own rule gives (before the reduced-scale cap) and what it saw."""
+def finding(records: list[RunRecord], claim_start: str, **changes: Any) -> Finding:
+    """What a claim's check measures on ``records`` (its parts on the one seed)."""
     (claim,) = [c for c in CLAIMS if c.claim.startswith(claim_start)]
-    finding = claim.check(AblationResults(design(**changes), records))
-    return finding.status, finding.ours
+    return claim.check(AblationResults(design(**changes), records))
+
+
+def parts(records: list[RunRecord], claim_start: str, **changes: Any) -> dict[str, bool]:
+    return {p.name: p.holds for p in finding(records, claim_start, **changes).parts}
+
+
+def graded(records: list[RunRecord], claim_start: str, **changes: Any) -> tuple[str, str]:
+    """The status and evidence the claim gets on the page (its check, then :func:`grade`)."""
+    (claim,) = [c for c in CLAIMS if c.claim.startswith(claim_start)]
+    results = AblationResults(design(**changes), records)
+    verdict = grade(claim, claim.check(results), results.at_study_scale)
+    return verdict.status, verdict.evidence
 
 
 BN, LN = "BatchNormalization", "LayerNormalization"
 RISING = [20, 35, 50, 60, 66, 70]
+STUDY = {"dataset": "cifar10", "width": 1.0, "train_size": 50_000}
+STUDY_DESIGN = {
+    "dataset": "cifar10",
+    "hparams": {"epochs": 100, "width": 1.0},
+    "compare": {"threshold": 1e-8, "gamma": 1e-5, "epochs": 250},
+}
 
 
-@pytest.mark.parametrize(
-    ("best_final", "expected"),
-    [(70.0, REPRODUCED), (71.5, PARTIAL), (75.0, NOT_REPRODUCED)],
-)
-def test_best_point_rule(best_final: float, expected: str) -> None:
+@pytest.mark.parametrize(("best_final", "highest"), [(70.0, True), (71.5, False), (75.0, False)])
+def test_best_point_rule(best_final: float, highest: bool) -> None:
     other = [*RISING[:-1], best_final]
     records = [record(BN, 1e-8, 1e-5, RISING), record(BN, 1e-9, 1e-4, other)]
-    assert status(records, "the best setting")[0] == expected
+    assert parts(records, "the best setting") == {"highest of the BN grid": highest}
+    # "the best setting" ranks the settings: with one seed each it is shown, never graded
+    status, evidence = graded(records, "the best setting")
+    assert status == TOO_FEW_SEEDS
+    assert f"highest of the BN grid: {'yes' if highest else 'no'}" in evidence
+    assert "needs 3 seeds per setting" in evidence
 
 
 def test_a_claim_without_its_runs_is_not_run() -> None:
     records = [record(BN, 1e-8, 1e-2, RISING)]
     for claim in ("the best setting", "gamma = 1e-6", "runs with tau", "LayerNorm is slightly"):
-        assert status(records, claim)[0] == NOT_RUN
+        assert finding(records, claim).parts == ()
+        assert graded(records, claim)[0] == NOT_RUN
 
 
 def test_high_gamma_plateau_rule() -> None:
     fast_flat_40 = [38, 40, 41, 41, 41, 41]
     slow = [10, 15, 20, 30, 40, 50]
     records = [record(BN, 1e-8, 1e-2, fast_flat_40), record(BN, 1e-8, 1e-5, slow)]
-    assert status(records, "gamma = 1e-2")[0] == REPRODUCED
+    expected = {"leads after epoch 1": True, "flat over its second half": True}
+    assert parts(records, "gamma = 1e-2") == expected
+    # the 40 % level is a study number: below the study's scale it is shown, not a part
     fast_flat_80 = [70, 79, 80, 80, 80, 80]
     records = [record(BN, 1e-8, 1e-2, fast_flat_80), record(BN, 1e-8, 1e-5, slow)]
-    assert status(records, "gamma = 1e-2")[0] == PARTIAL
+    assert parts(records, "gamma = 1e-2") == expected
+    assert "not compared below its scale" in finding(records, "gamma = 1e-2").ours
+    status, evidence = graded(records, "gamma = 1e-2")
+    assert status == TOO_FEW_SEEDS and "rank 1 of 2 gammas" in evidence
     short = [record(BN, 1e-8, 1e-2, [38, 40]), record(BN, 1e-8, 1e-5, [10, 15])]
-    assert status(short, "gamma = 1e-2", hparams={"epochs": 2, "width": 0.125})[0] == NOT_RUN
+    assert graded(short, "gamma = 1e-2", hparams={"epochs": 2, "width": 0.125})[0] == NOT_RUN
+
+
+def test_high_gamma_level_is_a_part_at_the_study_scale() -> None:
+    long_slow = [10.0 + 0.5 * e for e in range(100)]
+    comparison = [record(n, 1e-8, 1e-5, [50.0] * 250, **STUDY) for n in (BN, LN)]
+    for plateau, near in ((41.0, True), (80.0, False)):
+        high = record(BN, 1e-8, 1e-2, [plateau] * 100, **STUDY)
+        records = [high, record(BN, 1e-8, 1e-5, long_slow, **STUDY), *comparison]
+        results = AblationResults(design(**STUDY_DESIGN), records)
+        assert results.at_study_scale
+        shown = parts(records, "gamma = 1e-2", **STUDY_DESIGN)
+        assert shown["near the reported 40 %"] is near
+        # still one seed per setting: a comparative claim is not graded at any scale
+        assert graded(records, "gamma = 1e-2", **STUDY_DESIGN)[0] == TOO_FEW_SEEDS
 
 
 def test_low_gamma_stable_but_slow_rule() -> None:
     best = record(BN, 1e-8, 1e-5, RISING)
     stable_slow = record(BN, 1e-8, 1e-6, [10, 12, 14, 16, 18, 20])
-    assert status([best, stable_slow], "gamma = 1e-6")[0] == REPRODUCED
+    assert set(parts([best, stable_slow], "gamma = 1e-6").values()) == {True}
     unstable = record(BN, 1e-8, 1e-6, [10, 30, 12, 16, 18, 20])
-    assert status([best, unstable], "gamma = 1e-6")[0] == PARTIAL
+    assert finding([best, unstable], "gamma = 1e-6").failing == ["stable"]
+    assert graded([best, unstable], "gamma = 1e-6")[0] == TOO_FEW_SEEDS
 
 
-@pytest.mark.parametrize(
-    ("spread", "expected"), [(1.0, REPRODUCED), (4.0, PARTIAL), (9.0, NOT_REPRODUCED)]
-)
-def test_tau_spread_rule(spread: float, expected: str) -> None:
+@pytest.mark.parametrize(("spread", "small"), [(1.0, True), (4.0, False), (9.0, False)])
+def test_tau_spread_rule(spread: float, small: bool) -> None:
     records = [
         record(BN, tau, 1e-4, [*RISING[:-1], 70 + offset])
         for tau, offset in ((1e-9, 0.0), (1e-8, spread / 2), (1e-7, spread))
     ]
-    result, ours = status(records, "runs with tau")
-    assert result == expected
-    assert f"spread {spread:.1f} points" in ours
+    assert parts(records, "runs with tau") == {"spread at most 2 points": small}
+    status, evidence = graded(records, "runs with tau")
+    assert status == TOO_FEW_SEEDS and f"spread {spread:.1f} points" in evidence
 
 
 @pytest.mark.parametrize(
-    ("ln_minus_bn", "expected"),
-    [(1.0, REPRODUCED), (8.0, PARTIAL), (-0.5, PARTIAL), (-3.0, NOT_REPRODUCED)],
+    ("ln_minus_bn", "slightly"), [(1.0, True), (8.0, False), (-0.5, False), (-3.0, False)]
 )
-def test_bn_versus_ln_rule(ln_minus_bn: float, expected: str) -> None:
+def test_bn_versus_ln_rule(ln_minus_bn: float, slightly: bool) -> None:
     long = 2 * GRID_EPOCHS
     bn = [50.0] * long
     ln = [50.0] * (long - 1) + [50.0 + ln_minus_bn]
     records = [record(BN, 1e-8, 1e-5, bn), record(LN, 1e-8, 1e-5, ln)]
-    assert status(records, "LayerNorm is slightly")[0] == expected
+    (part,) = parts(records, "LayerNorm is slightly").values()
+    assert part is slightly
+    status, evidence = graded(records, "LayerNorm is slightly")
+    assert status == TOO_FEW_SEEDS
+    # the claim's metric (training accuracy) and the other one (test), after how many epochs
+    assert f"after {long} of the study's 250 epochs: training accuracy BN 50.0 %" in evidence
+    assert f"(LN - BN {ln_minus_bn:+.1f} points); test accuracy (shown, not graded)" in evidence
 
 
 def test_layer_norm_conclusions_rule() -> None:
     ln_best_1e5 = [record(LN, 1e-8, 1e-5, RISING), record(LN, 1e-8, 1e-2, [40] * GRID_EPOCHS)]
-    assert status(ln_best_1e5, "the LayerNorm sweeps")[0] == REPRODUCED
+    assert parts(ln_best_1e5, "the LayerNorm sweeps") == {"gamma 1e-5 near the best": True}
     ln_best_1e2 = [record(LN, 1e-8, 1e-5, RISING), record(LN, 1e-8, 1e-2, [80] * GRID_EPOCHS)]
-    assert status(ln_best_1e2, "the LayerNorm sweeps")[0] == NOT_REPRODUCED
+    assert parts(ln_best_1e2, "the LayerNorm sweeps") == {"gamma 1e-5 near the best": False}
+    assert graded(ln_best_1e2, "the LayerNorm sweeps")[0] == TOO_FEW_SEEDS
 
 
-def test_reduced_scale_caps_a_holding_rule_at_partially() -> None:
-    def best_point_row(**scale: Any) -> Any:
-        runs = [
-            record(BN, 1e-8, 1e-5, [50.0] * 99 + [70.0], **scale),
-            record(BN, 1e-9, 1e-4, [50.0] * 99 + [60.0], **scale),
-        ]
-        full = design(
-            dataset=scale.get("dataset", "cifar10-jpeg"),
-            hparams={"epochs": 100, "width": scale.get("width", 0.125)},
-            compare={"threshold": 1e-8, "gamma": 1e-5, "epochs": 250},
-        )
-        table = ablation_claims(AblationResults(full, runs)).set_index("claim")
-        return table.loc["the best setting is tau = 1e-8, gamma = 1e-5 (BN)"]
+def test_every_claim_but_the_number_is_comparative() -> None:
+    comparative = {c.claim for c in CLAIMS if c.comparative}
+    assert comparative == {c.claim for c in CLAIMS} - {
+        "tau = 1e-8, gamma = 1e-5 reaches 92.15 % training accuracy after 100 epochs (BN)"
+    }
 
-    reduced = best_point_row()
-    assert reduced["status"] == PARTIAL and "at most partially" in reduced["ours"]
-    study = best_point_row(dataset="cifar10", width=1.0, train_size=50_000)
-    assert study["status"] == REPRODUCED
+
+def test_one_seed_per_setting_leaves_every_comparative_claim_ungraded() -> None:
+    records = [
+        record(BN, 1e-8, 1e-2, [38, 40, 41, 41, 41, 41]),
+        record(BN, 1e-8, 1e-6, [10, 30, 12, 16, 18, 20]),  # not stable
+        record(BN, 1e-8, 1e-5, RISING),
+        record(BN, 1e-9, 1e-4, [*RISING[:-1], 80.0]),  # beats the "best" setting
+        record(BN, 1e-7, 1e-4, [*RISING[:-1], 60.0]),
+        record(LN, 1e-8, 1e-5, RISING),
+        record(LN, 1e-8, 1e-2, [80] * GRID_EPOCHS),  # LN's best gamma is not 1e-5
+        record(LN, 1e-8, 1e-5, [50.0] * (2 * GRID_EPOCHS)),
+        record(BN, 1e-8, 1e-5, [55.0] * (2 * GRID_EPOCHS)),  # BN ahead of LN
+    ]
+    table = ablation_claims(AblationResults(design(), records)).set_index("claim")
+    for claim in CLAIMS:
+        row = table.loc[claim.claim]
+        if claim.comparative:
+            assert row["status"] == TOO_FEW_SEEDS, claim.claim
+            assert "on the one seed (" in row["ours"]
+        assert row["status"] not in (REPRODUCED, *FAILING), claim.claim
+
+
+@pytest.mark.parametrize(
+    ("holds", "at_scale", "expected"),
+    [
+        ((True, True), False, CONSISTENT_REDUCED),
+        ((True, False), False, INCONSISTENT_REDUCED),
+        ((True, True), True, REPRODUCED),
+        ((False, True), True, NOT_REPRODUCED),
+    ],
+)
+def test_a_non_comparative_claim_of_parts_needs_every_part(
+    holds: tuple[bool, bool], at_scale: bool, expected: str
+) -> None:
+    claim = dataclasses.replace(CLAIMS[1], comparative=False)
+    found = Finding("ours", (Part("stable", holds[0]), Part("learns", holds[1])))
+    verdict = grade(claim, found, at_scale)
+    assert verdict.status == expected
+    failing = [name for name, h in zip(("stable", "learns"), holds, strict=True) if not h]
+    assert ("fails: " + ", ".join(failing) in verdict.evidence) is bool(failing)
+    # a reduced-scale qualitative claim is never "not reproduced"
+    if not at_scale:
+        assert verdict.status not in (REPRODUCED, NOT_REPRODUCED)
 
 
 def test_reported_accuracy_is_graded_only_at_the_study_scale() -> None:
@@ -287,17 +371,19 @@ def test_reported_accuracy_is_graded_only_at_the_study_scale() -> None:
         for e in reported("rethinking_bnn")
         if "gamma 1e-5" in e.setting and e.metric == "train accuracy"
     )
+    claim = "tau = 1e-8, gamma = 1e-5 reaches"
     accs = [*[50.0] * 99, paper - 0.5]
     small = record(BN, 1e-8, 1e-5, accs)
     hundred = {"hparams": {"epochs": 100, "width": 0.125}}
-    assert status([small], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == NOT_RUN
-    full = record(BN, 1e-8, 1e-5, accs, dataset="cifar10", width=1.0, train_size=50_000)
+    status, evidence = graded([small], claim, **hundred)
+    assert status == NOT_RUN and f"{paper - 0.5:.1f} %" in evidence
     hundred = {"dataset": "cifar10", "hparams": {"epochs": 100, "width": 1.0}}
-    assert status([full], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == REPRODUCED
-    far = record(
-        BN, 1e-8, 1e-5, [*[50.0] * 99, paper - 10], dataset="cifar10", width=1.0, train_size=50_000
-    )
-    assert status([far], "tau = 1e-8, gamma = 1e-5 reaches", **hundred)[0] == NOT_REPRODUCED
+    for gap, expected in ((-0.5, REPRODUCED), (-1.5, NOT_REPRODUCED), (-10.0, NOT_REPRODUCED)):
+        full = record(BN, 1e-8, 1e-5, [*[50.0] * 99, paper + gap], **STUDY)
+        # the compare runs are not at the study's 250 epochs: the number's own run decides
+        status, evidence = graded([full], claim, **hundred)
+        assert status == expected, gap
+        assert f"{gap:+.2f} points from the study's" in evidence
 
 
 # -- designs reject bad parameters ---------------------------------------------------------------

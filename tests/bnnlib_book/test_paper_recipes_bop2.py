@@ -24,11 +24,15 @@ from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.chapters import CHAPTERS, book_verdicts
 from bnnlib_book.grading import (
+    CONSISTENT_REDUCED,
+    FAILING,
+    INCONCLUSIVE,
+    INCONSISTENT_REDUCED,
     NO_PAPER_VALUE,
     NOT_REPRODUCED,
     NOT_RUN,
-    PARTIALLY,
     REPRODUCED,
+    TOO_FEW_SEEDS,
     Chapter,
     Claim,
     Verdict,
@@ -309,11 +313,53 @@ def test_variants_claims_grade_bop_against_both_batchnorm_runs() -> None:
     records = [fake_record(dict(r.config), curves.get(r.label["variant"], [0.1] * 3)) for r in runs]
     traces = pd.DataFrame([{"step": 1, "flipped": 0.5, "norm": "BatchNorm", "variant": "biased"}])
     verdicts = {v.claim: v for v in bop2_claims.variants_verdicts(records, runs, traces)}
-    assert verdicts[bop2_claims.CLAIM_FASTER].status == PARTIALLY  # only the biased run is ahead
+    # "faster than Bop" is comparative: one seed a side is shown, not graded
+    faster = verdicts[bop2_claims.CLAIM_FASTER]
+    assert faster.status == TOO_FEW_SEEDS
+    assert "Bop2ndOrder biased 40.00 % (n=1) vs Bop 30.00 % (n=1)" in faster.evidence
+    assert "Bop2ndOrder unbiased 23.33 % (n=1)" in faster.evidence
+    assert "the rule needs 3 seeds a side" in faster.evidence
     assert verdicts[bop2_claims.CLAIM_2X2].status == NOT_RUN  # reduced scale
     assert verdicts[bop2_claims.CLAIM_MASS_FLIP].status == REPRODUCED  # a property of the rule
     traces["flipped"] = 0.05
     assert bop2_claims.mass_flip_verdict(traces).status == NOT_REPRODUCED
+
+
+@pytest.mark.parametrize(
+    ("unbiased_lead", "expected"),
+    [(0.05, CONSISTENT_REDUCED), (-0.05, INCONSISTENT_REDUCED), (0.0, INCONCLUSIVE)],
+)
+def test_faster_than_bop_is_graded_over_three_seeds_for_both_variants(
+    unbiased_lead: float, expected: str
+) -> None:
+    runs = [
+        run
+        for seed in (0, 1, 2)
+        for run in study.variant_runs(
+            study.Scale("cifar10-jpeg", 0.125, 3, 200, 100, seed=seed),
+            norms=["BatchNorm"],
+            extras=["bop"],
+        )
+    ]
+    lead = {"biased": 0.05, "unbiased": unbiased_lead, "Bop": 0.0}
+
+    def curve(run: LabelledRun) -> list[float]:
+        jitter = 0.002 * run.config["seed"]  # the seeds spread a little
+        return [0.3 + lead[run.label["variant"]] + jitter] * 3
+
+    records = [fake_record(dict(r.config), curve(r)) for r in runs]
+    bop = [r for r, run in zip(records, runs, strict=True) if run.label["variant"] == "Bop"]
+    bop2 = [r for r, run in zip(records, runs, strict=True) if run.label["variant"] != "Bop"]
+    verdict = bop2_claims.faster_verdict(bop, bop2, False, runs)
+    assert verdict.status == expected
+    assert "Bop2ndOrder biased 35.20 +- 0.20 % (n=3) vs Bop 30.20 +- 0.20 % (n=3)" in (
+        verdict.evidence
+    )
+    assert ("fails: unbiased" in verdict.evidence) is (expected in FAILING)
+    at_scale = bop2_claims.faster_verdict(bop, bop2, True, runs).status
+    assert at_scale == {CONSISTENT_REDUCED: REPRODUCED, INCONSISTENT_REDUCED: NOT_REPRODUCED}.get(
+        expected, expected
+    )
 
 
 def test_accuracy_compared_only_at_the_paper_scale() -> None:
@@ -324,7 +370,11 @@ def test_accuracy_compared_only_at_the_paper_scale() -> None:
     assert compare_number(claim, None, "test_acc", 91.9, at_paper_scale=True).status == NOT_RUN
     close = compare_number(claim, record, "test_acc", 91.9, at_paper_scale=True)
     assert close.status == REPRODUCED and "-0.70 % from the paper" in close.evidence
-    assert compare_number(claim, record, "test_acc", 93.5, at_paper_scale=True).status == PARTIALLY
+    # one tolerance (1 point), no middle band: 1.3 points away is not reproduced
+    assert (
+        compare_number(claim, record, "test_acc", 92.5, at_paper_scale=True).status
+        == NOT_REPRODUCED
+    )
     far = compare_number(claim, record, "test_acc", 95.0, at_paper_scale=True)
     assert far.status == NOT_REPRODUCED
     blank = compare_number(claim, record, "test_acc", None, at_paper_scale=True)
@@ -338,8 +388,18 @@ def test_qualitative_claims_and_statuses() -> None:
     assert (
         judge_direction(claim, None, "", at_paper_scale=False, scale_free=False).status == NOT_RUN
     )
+    # at a reduced scale a qualitative claim is consistent or inconsistent, never (not) reproduced
     assert (
-        judge_direction(claim, True, "", at_paper_scale=False, scale_free=False).status == PARTIALLY
+        judge_direction(claim, True, "", at_paper_scale=False, scale_free=False).status
+        == CONSISTENT_REDUCED
+    )
+    assert (
+        judge_direction(claim, False, "", at_paper_scale=False, scale_free=False).status
+        == INCONSISTENT_REDUCED
+    )
+    assert (
+        judge_direction(claim, False, "", at_paper_scale=False, scale_free=True).status
+        == NOT_REPRODUCED
     )
     assert (
         judge_direction(claim, True, "", at_paper_scale=True, scale_free=False).status == REPRODUCED
@@ -366,7 +426,7 @@ def test_book_verdicts_without_records_reproduce_nothing(tmp_path: Any) -> None:
         book_verdicts({}, {name: params[name] for name in written[1:]})
     verdicts = book_verdicts({name: tmp_path / name for name in written}, params)
     counts = status_counts(verdicts)
-    assert counts[REPRODUCED] == counts[PARTIALLY] == counts[NOT_REPRODUCED] == 0
+    assert counts[REPRODUCED] == counts[CONSISTENT_REDUCED] == counts[NOT_REPRODUCED] == 0
     seeds = {v.claim.seed for v in verdicts}
     assert {"000", "001", "002", "003", "004"} <= seeds
     assert {c.seed for c in CHAPTERS} == seeds
