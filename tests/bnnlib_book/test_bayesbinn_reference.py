@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,8 +177,8 @@ def test_the_evaluator_grades_mnist_by_the_authors_logs_and_not_cifar() -> None:
     assert mnist.status == INCONSISTENT_REDUCED and "points below the min" in mnist.evidence
 
 
-def test_the_evaluator_without_records_and_at_reduced_scale() -> None:
-    verdicts = bayesbinn_claims.bayesbinn_claims([], _params())
+def test_the_evaluator_without_records_and_at_reduced_scale(tmp_path: Path) -> None:
+    verdicts = bayesbinn_claims.bayesbinn_claims([], _params(continual_dir=str(tmp_path)))
     assert verdicts and {v.status for v in verdicts} == {NOT_RUN}
     params = _params(width=0.5)
     inside = [[0.9677, 0.9716, 0.9746]] * 3
