@@ -18,6 +18,7 @@ import pandas as pd
 
 from bnnlib.experiment.records import RunRecord
 from bnnlib_book.grading import (
+    MIN_SEEDS,
     NOT_RUN,
     Claim,
     Comparison,
@@ -109,17 +110,16 @@ def mnist_verdicts(
     frame = runs_frame(records, runs)
     setting = setting_label(params, frame)
     scale = at_released_recipe(params)
-    means = order_means(frame, params["orders"])
-    unrun = [o for o in params["orders"] if o not in means.index]
-    # A claim over all the orders is not graded on some of them (the best or worst may be missing).
-    incomplete = f"orders without a record: {', '.join(unrun)}" if unrun else ""
+    orders = list(params["orders"])
+    graded = order_means(frame, [o for o in orders if len(_values(frame, o)) >= MIN_SEEDS])
+    # A claim over all six orders waits for every order with MIN_SEEDS seeds, unless the orders
+    # already graded decide it: one pair beyond the spread shows the order matters, and one
+    # order beyond the spread above forward shows forward is not the best.
+    short = [o for o in orders if o not in graded.index]
+    incomplete = f"orders with fewer than {MIN_SEEDS} seeds: {', '.join(short)}" if short else ""
     verdicts = []
-    if len(means) >= 2:
-        best, worst = means.index[0], means.index[-1]
-        spread = _comparison(frame, best, worst)
-    else:
-        spread = None
-    verdicts.append(_over_orders(ORDER_MATTERS, spread, scale, setting, incomplete))
+    spread = _comparison(frame, graded.index[0], graded.index[-1]) if len(graded) >= 2 else None
+    verdicts.append(_over_orders(ORDER_MATTERS, spread, scale, setting, incomplete, decides=True))
     verdicts.append(
         judge_comparison(
             ITERATIVE_BEATS_BINARY,
@@ -136,24 +136,38 @@ def mnist_verdicts(
             setting=setting,
         )
     )
-    others = [o for o in means.index if o != "forward"]
+    others = [o for o in graded.index if o != "forward"]
+    against = None
+    if "forward" in graded.index and others:
+        beaten = [o for o in others if _comparison(frame, "forward", o).holds() is False]
+        against = beaten[0] if beaten else others[0]
     verdicts.append(
         _over_orders(
             FORWARD_IS_BEST,
-            _comparison(frame, "forward", others[0]) if others and "forward" in means else None,
+            _comparison(frame, "forward", against) if against else None,
             scale,
-            setting + (f"; against the best other order, {others[0]}" if others else ""),
+            setting + (f"; against {against}, the best other order graded" if against else ""),
             incomplete,
+            decides=False,
         )
     )
     return verdicts
 
 
 def _over_orders(
-    claim: Claim, comparison: Comparison | None, scale: bool, setting: str, incomplete: str
+    claim: Claim,
+    comparison: Comparison | None,
+    scale: bool,
+    setting: str,
+    incomplete: str,
+    *,
+    decides: bool,
 ) -> Verdict:
+    """A claim over all the orders, graded on the orders with enough seeds: with orders still
+    missing only a comparison that comes out ``decides`` (holds for True, the other way for
+    False) settles it; otherwise it waits for them."""
     verdict = judge_comparison(claim, comparison, at_paper_scale=scale, setting=setting)
-    if incomplete and comparison is not None:
+    if incomplete and comparison is not None and comparison.holds() is not decides:
         return Verdict(claim, NOT_RUN, f"{verdict.evidence}; not graded, {incomplete}")
     return verdict
 
