@@ -14,15 +14,15 @@
 # ---
 
 # %% [markdown]
-# # Every claim and its status
+# # Results: every claim and its status
 #
-# This page lists every claim the chapters test, where the claim is made, and the status our
-# run records give it under this page's profile. The chapters grade their claims with explicit
-# rules stated on their pages; this page applies the same rules to the same records, so the
-# statuses here and on the chapters agree (the autoencoders' reported PSNRs are graded here).
-# A claim's setting is its data set, model, training budget and metric; a smaller setting is
-# labelled on every number it gives. The statuses, each with the rule that gives it (printed
-# from `bnnlib_book.grading.STATUS_RULES`, the rules the graders apply):
+# This book reproduces five works on training binarized neural networks, chapter by chapter, from
+# the authors' recipes (the introduction says what each chapter covers). This page opens it with
+# what came out: per work, every claim the chapters test, where the paper makes it, the paper's
+# value, the status our run records give it under the profile this book was built with, and the
+# evidence, our numbers labelled with the runs' profile, data, images, epochs and hardware. The
+# chapters grade their claims with the same rules on the same records, so their statuses and
+# these agree. How each status is given is stated at the end of this page.
 
 # %% tags=["hide-input"]
 # Setup: in a fresh runtime (Colab) install bnnlib from the book's repository, fetch the
@@ -51,9 +51,6 @@ from IPython.display import Markdown, display
 from bnnlib_book.chapters import SEEDS, book_verdicts
 from bnnlib_book.grading import STATUS_RULES, STATUSES, status_counts, verdict_frame
 from bnnlib_book.runner import chapter_params
-
-# %% tags=["remove-input"]
-display(Markdown("\n".join(f"- **{status}**: {STATUS_RULES[status]}" for status in STATUSES)))
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -100,13 +97,12 @@ by_seed.columns.name = None
 display(by_seed)
 
 # %% [markdown]
-# ## The claims
+# ## The claims, work by work
 #
 # `chapter` names the page that tests the claim ("not in this book" and "planned" for the
-# others); `evidence` is what our records show, with the label of the runs (profile, data set,
-# training images, epochs, hardware).
+# others); `evidence` is what our records show, with the label of the runs.
 
-# %% tags=["remove-input", "full-width"]
+# %% tags=["remove-input"]
 COLOURS = {
     "reproduced": "#d9f2d9",
     "epoch-matched": "#e6f4ea",
@@ -121,11 +117,25 @@ COLOURS = {
 uncoloured = [s for s in STATUSES if s not in COLOURS]
 if uncoloured:
     raise ValueError(f"statuses without a colour: {uncoloured}")
-(
-    table.style.hide(axis="index")
-    .map(lambda s: f"background-color: {COLOURS[s]}", subset=["status"])
-    .set_properties(**{"text-align": "left", "vertical-align": "top"})
-)
+for seed, claims in table.groupby("seed", sort=True):
+    seed_counts = ", ".join(f"{n} {s}" for s, n in claims["status"].value_counts().items())
+    display(Markdown(f"### {seed} {SEEDS[seed]}\n\n{len(claims)} claims: {seed_counts}."))
+    display(
+        claims.drop(columns=["seed"])
+        .style.hide(axis="index")
+        .map(lambda s: f"background-color: {COLOURS[s]}", subset=["status"])
+        .set_properties(**{"text-align": "left", "vertical-align": "top"})
+    )
+
+# %% [markdown]
+# ## How a status is given
+#
+# A claim's setting is its data set, model, training budget and metric; a smaller setting is
+# labelled on every number it gives. The statuses, each with the rule that gives it (printed from
+# `bnnlib_book.grading.STATUS_RULES`, the rules the graders apply):
+
+# %% tags=["remove-input"]
+display(Markdown("\n".join(f"- **{status}**: {STATUS_RULES[status]}" for status in STATUSES)))
 
 # %% [markdown]
 # Seed 003 (BNEW) has no chapter yet, and seed 004's ImageNet experiment is not in the book
