@@ -505,6 +505,15 @@ def verdict_frame(verdicts: Sequence[Verdict]) -> Any:
     return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
 
+def findings(verdicts: Sequence[Verdict]) -> str:
+    """A chapter's "what we found" box: one Markdown line per claim, its status first, then the
+    claim and the first clause of its evidence (the claims section has the rest)."""
+    return "\n".join(
+        f"- **{v.status}**: {v.claim.statement} ({v.evidence.split(';')[0].strip()})"
+        for v in verdicts
+    )
+
+
 def claims_table(verdicts: Sequence[Verdict]) -> Any:
     """A chapter's claims as its page shows them: :func:`verdict_frame` without the seed and
     chapter columns (the page is the chapter) and without the row numbers (a pandas Styler)."""

@@ -64,7 +64,7 @@ from bnnlib.experiment.config import RunConfig
 from bnnlib.experiment.records import load_records
 from bnnlib.experiment.sweep import run_configs
 from bnnlib_book import charts as report
-from bnnlib_book.bop.claims import CLAIMS, ablation_claims, ablation_comparison
+from bnnlib_book.bop.claims import CLAIMS, ablation_claims, ablation_comparison, ablation_verdicts
 from bnnlib_book.bop.design import AblationDesign
 from bnnlib_book.bop.frames import (
     ABLATION_METRICS,
@@ -74,6 +74,7 @@ from bnnlib_book.bop.frames import (
     flip_frame,
     metric_frame,
 )
+from bnnlib_book.grading import findings
 from bnnlib_book.papers import reported
 from bnnlib_book.runtime import pick_dataset
 
@@ -200,6 +201,15 @@ display(
         + "\n".join(f"- {label}" for label in sorted({r.label for r in records}))
     )
 )
+
+# %% [markdown]
+# ## What we found
+#
+# The status of each claim this chapter tests, by the rules stated at its end (and on the
+# results page); the evidence is in the sections below.
+
+# %% tags=["remove-input"]
+display(Markdown(findings(ablation_verdicts(results))))
 
 # %% [markdown]
 # ## The $\gamma$ sweep

@@ -72,7 +72,7 @@ from bnnlib_book.bop.frames import (
     study_psnr,
     vispics_table,
 )
-from bnnlib_book.grading import claims_table
+from bnnlib_book.grading import claims_table, findings
 from bnnlib_book.runtime import pick_dataset
 
 # %% tags=["parameters"]
@@ -168,6 +168,31 @@ display(
         f"{len(records)} of {len(configs)} runs are recorded in `{results_dir}`. Every number "
         "below comes from these records, at this scale:\n\n"
         + "\n".join(f"- {label}" for label in sorted({r.label for r in records.values()}))
+    )
+)
+
+# %% [markdown]
+# ## What we found
+#
+# The status of each claim this chapter tests, by the rules stated at its end (and on the
+# results page); the evidence is in the sections below.
+
+# %% tags=["remove-input"]
+display(
+    Markdown(
+        findings(
+            denoising_claims(
+                list(records.values()),
+                dict(
+                    dataset=dataset,
+                    hparams=hparams,
+                    bop=bop,
+                    norm_layer=norm_layer,
+                    seed=seed,
+                    profile=profile,
+                ),
+            )
+        )
     )
 )
 

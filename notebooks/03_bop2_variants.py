@@ -69,7 +69,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
-from bnnlib_book.grading import claims_table
+from bnnlib_book.grading import claims_table, findings
 from bnnlib_book.runs import configs, labels_by_key
 from bnnlib_book.runtime import pick_dataset
 
@@ -127,6 +127,18 @@ display(
         "paper's accuracy."
     )
 )
+
+# %% [markdown]
+# ## What we found
+#
+# The status of each claim this chapter tests, by the rules stated at its end (and on the
+# results page); the evidence is in the sections below.
+
+# %% tags=["remove-input"]
+core = study.variant_runs(scale, point)
+traces = pd.concat([frames.first_update_flips(run, steps=first_updates) for run in core])
+traces["run"] = traces["norm"] + ", " + traces["variant"]
+display(Markdown(findings(bop2_claims.variants_verdicts(records, runs, traces))))
 
 # %% [markdown]
 # ## Accuracy of the four combinations and the extra runs
@@ -195,9 +207,6 @@ report.curves_chart(
 # 2x2 configuration.
 
 # %%
-core = study.variant_runs(scale, point)
-traces = pd.concat([frames.first_update_flips(run, steps=first_updates) for run in core])
-traces["run"] = traces["norm"] + ", " + traces["variant"]
 traces.pivot(index="step", columns="run", values="flipped").style.format("{:.2%}")
 
 # %%

@@ -63,7 +63,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
-from bnnlib_book.grading import claims_table
+from bnnlib_book.grading import claims_table, findings
 from bnnlib_book.runs import configs, labels_by_key
 from bnnlib_book.runtime import pick_dataset
 
@@ -119,6 +119,21 @@ display(
             f"{k} in {{{', '.join(map(report.format_value, v))}}}" for k, v in grids.items()
         )
         + "."
+    )
+)
+
+# %% [markdown]
+# ## What we found
+#
+# The status of each claim this chapter tests, by the rules stated at its end (and on the
+# results page); the evidence is in the sections below.
+
+# %% tags=["remove-input"]
+display(
+    Markdown(
+        findings(
+            bop2_claims.ablations_verdicts(grid_records + sched_records, grid_runs, sched_runs)
+        )
     )
 )
 

@@ -60,7 +60,7 @@ from bnnlib_book.bop2 import claims as bop2_claims
 from bnnlib_book.bop2 import design as study
 from bnnlib_book.bop2 import frames
 from bnnlib_book.frames import records_frame
-from bnnlib_book.grading import claims_table
+from bnnlib_book.grading import claims_table, findings
 from bnnlib_book.runs import configs
 from bnnlib_book.runtime import pick_dataset
 
@@ -152,6 +152,15 @@ report.curves_chart(
     selects={"variant": list(study.VARIANTS)},
     title="Accuracy per epoch (reduced scale)",
 )
+
+# %% [markdown]
+# ## What we found
+#
+# The status of each claim this chapter tests, by the rules stated at its end (and on the
+# results page); the evidence is in the sections below.
+
+# %% tags=["remove-input"]
+display(Markdown(findings(bop2_claims.cifar_verdicts(records, runs))))
 
 # %% [markdown]
 # ## The schedules, from the run records

@@ -453,10 +453,15 @@ def bop_ablation_claims(records: list[RunRecord], params: Mapping[str, Any]) -> 
     on the design of the chapter's ``params``)."""
     design = AblationDesign.from_params(params)
     keys = {RunConfig.from_dict(c).key() for c in design.configs()}
-    table = ablation_claims(AblationResults(design, [r for r in records if r.key in keys]))
+    return ablation_verdicts(AblationResults(design, [r for r in records if r.key in keys]))
+
+
+def ablation_verdicts(results: AblationResults) -> list[Verdict]:
+    """:func:`ablation_claims` as verdicts (what the page's "what we found" box and the summary
+    list)."""
     return [
         Verdict(Claim("000", "01_bop_ablation", row.claim, row.source, ""), row.status, row.ours)
-        for row in table.itertuples()
+        for row in ablation_claims(results).itertuples()
     ]
 
 
