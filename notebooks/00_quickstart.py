@@ -99,7 +99,7 @@ for noise_name, noise in noise_levels.items():
 frame = pd.DataFrame(rows)
 frame.head()
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     frame,
     x="step",

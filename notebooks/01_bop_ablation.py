@@ -219,7 +219,7 @@ display(Markdown(findings(ablation_verdicts(results))))
 # on augmented images with the norm in training mode, as Keras's `fit` reports it and as the
 # study plots it.
 
-# %%
+# %% tags=["hide-input"]
 gamma_runs = metric_frame(results.gamma_sweep(), ABLATION_METRICS).sort_values(
     ["gamma", "epoch"], kind="stable"
 )
@@ -237,7 +237,7 @@ report.curves_chart(
 # %% [markdown]
 # All $\gamma$ values at once, one line each:
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     gamma_runs,
     x="epoch",
@@ -265,7 +265,7 @@ final_table = {"train_acc": "train accuracy (%)", "test_acc": "test accuracy (%)
 #
 # The same charts for the threshold, at $\gamma = 10^{-4}$.
 
-# %%
+# %% tags=["hide-input"]
 tau_runs = metric_frame(results.tau_sweep(), ABLATION_METRICS)
 tau_runs = tau_runs.sort_values(["threshold", "epoch"], kind="stable")
 tau_runs["tau value"] = tau_runs["threshold"].map(report.format_value)
@@ -279,7 +279,7 @@ report.curves_chart(
     title=f"tau sweep at gamma = {report.format_value(tau_sweep_gamma)}",
 )
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     tau_runs,
     x="epoch",
@@ -309,7 +309,7 @@ final_tau = final_rows(results.tau_sweep())
 # $\tau$, while a large $\gamma$ lets $m$ track the noise of single batches and weights flip back
 # and forth.
 
-# %%
+# %% tags=["hide-input"]
 flips = flip_frame(records)
 report.curves_chart(
     results.gamma_sweep(frame=flips),
@@ -322,7 +322,7 @@ report.curves_chart(
     title="flip ratio per layer, gamma sweep",
 )
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     results.tau_sweep(frame=flips),
     x="epoch",
@@ -342,7 +342,7 @@ report.curves_chart(
 # $\epsilon = 10^{-3}$; LayerNorm normalises over the channels at each position separately
 # (Keras `LayerNormalization()` on NHWC maps), and both learn only an offset.
 
-# %%
+# %% tags=["hide-input"]
 comparison = metric_frame(results.comparison(), ABLATION_METRICS)
 report.curves_chart(
     comparison,
@@ -402,7 +402,7 @@ study_latent.pivot(index="metric", columns="setting", values="value")
 # Bop run of `binaryvgg` with BatchNorm at the study's best point (batch 64). "Weights at ±1" is
 # the share of latent weights held at the clip boundary; for Bop every weight is exactly ±1.
 
-# %%
+# %% tags=["hide-input"]
 contrast = contrast_frame(results)
 if len(contrast):
     contrast_long = contrast.melt(id_vars=["run", "epoch"], var_name="metric").dropna()

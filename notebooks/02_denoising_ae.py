@@ -286,7 +286,7 @@ claims_table(
 # Choose the curve (train or test, either convention). For the test curves, "noisy input (no
 # model)" is the level a model has to exceed to have removed any noise.
 
-# %%
+# %% tags=["hide-input"]
 curves = psnr_frame(records)
 report.curves_chart(
     curves,
@@ -307,7 +307,7 @@ report.curves_chart(
 # and the worst. Each panel shows the noisy input, the model's output and the clean image. Choose
 # the model and the image.
 
-# %%
+# %% tags=["hide-input"]
 if records:
     display(
         report.reconstruction_chart(

@@ -165,7 +165,7 @@ report.comparison_table(rows).style.format({"ours": "{:.1%}"})
 # Training and test accuracy per epoch; the drop-downs choose the variant and the norm. The
 # extra runs exist only with BatchNorm.
 
-# %%
+# %% tags=["hide-input"]
 accuracy = frame.melt(
     id_vars=["epoch", "variant", "norm", "run"],
     value_vars=["train_acc", "test_acc"],
@@ -182,7 +182,7 @@ report.curves_chart(
     title="BinaryNet accuracy per epoch",
 )
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     frame,
     y="test_acc",
@@ -209,7 +209,7 @@ report.curves_chart(
 # %%
 traces.pivot(index="step", columns="run", values="flipped").style.format("{:.2%}")
 
-# %%
+# %% tags=["hide-input"]
 display(
     Markdown(
         "Before the first update, "
@@ -231,7 +231,7 @@ report.curves_chart(
 # step, averaged over the epoch, so epoch 1 includes the mass flip) shows how fast flipping
 # settles; below it, per layer, for the run chosen with the drop-downs.
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     frame,
     y="flip_ratio_mean",
@@ -240,7 +240,7 @@ report.curves_chart(
     title="Flip ratio per epoch (all binary layers)",
 )
 
-# %%
+# %% tags=["hide-input"]
 layers = frames.layer_flip_frame(records, runs)
 report.curves_chart(
     layers,
@@ -260,7 +260,7 @@ report.curves_chart(
 # the two agree only at $t = 1$ (spec 3a). The chart shows both factors for the README values
 # over the steps of a run (log scales).
 
-# %%
+# %% tags=["hide-input"]
 scales = frames.score_scale(gamma, sigma, [int(10 ** (k / 4)) for k in range(0, 37)])
 report.curves_chart(
     scales,

@@ -165,7 +165,7 @@ display(
 # Each chart varies one hyper-parameter with its slider (the other two stay at the README
 # point) and shows the test accuracy per epoch. The slider starts in the middle of its grid.
 
-# %%
+# %% tags=["hide-input"]
 frame = frames.label_frame(records_frame(grid_records), grid_runs)
 
 
@@ -200,7 +200,7 @@ charts["sigma"]
 # The final test accuracy and the flip ratio of the last epoch of every grid run, against the
 # distance from the README point in decades ($\log_{10}$ of value / README value):
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for axis in study.AXES:
     last = on_axis(frame, axis).sort_values("epoch").groupby("key").tail(1)
@@ -227,7 +227,7 @@ report.curves_chart(
     title="Final test accuracy along each axis",
 )
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     finals,
     x="decades from the README point",
@@ -253,12 +253,12 @@ spread.style.format({"min": "{:.2%}", "max": "{:.2%}", "range (points)": "{:.1f}
 # should slow flipping much as a smaller learning rate would. The baseline runs the same sets with
 # every decay rate 1.
 
-# %%
+# %% tags=["hide-input"]
 sched = frames.label_frame(records_frame(sched_records), sched_runs)
 sched["run"] = sched["variant"] + ", " + sched["schedule"]
 report.curves_chart(sched, y="test_acc", color="run", title="Test accuracy with and without decay")
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     sched,
     y="flip_ratio_mean",
@@ -271,7 +271,7 @@ report.curves_chart(
 # The hyper-parameter values the optimizers held after each epoch, read from the run records
 # (log scale); the drop-down chooses the run.
 
-# %%
+# %% tags=["hide-input"]
 hp = frames.hparam_frame(sched_records, sched_runs)
 hp["run"] = hp["variant"] + ", " + hp["schedule"]
 report.curves_chart(

@@ -136,7 +136,7 @@ for rec in records:
     )
 report.comparison_table(rows).style.format({"ours": "{:.1%}"})
 
-# %%
+# %% tags=["hide-input"]
 accuracy = frame.melt(
     id_vars=["epoch", "variant"],
     value_vars=["train_acc", "test_acc"],
@@ -168,7 +168,7 @@ display(Markdown(findings(bop2_claims.cifar_verdicts(records, runs))))
 # The values the optimizers held after each epoch, as the run records store them (log scale).
 # $\sigma$ rises over five decades while $\gamma$ falls over three.
 
-# %%
+# %% tags=["hide-input"]
 hp = frames.hparam_frame(records, runs)
 report.curves_chart(
     hp,
@@ -210,7 +210,7 @@ check.style.format("{:.6g}")
 # mostly by the sign of the exponentially weighted gradient sum, whose memory $1/\gamma$ grows
 # from a hundred steps to a hundred thousand.
 
-# %%
+# %% tags=["hide-input"]
 wide = hp.pivot_table(
     index=["variant", "epoch"], columns="hyper-parameter", values="value"
 ).reset_index()
@@ -228,7 +228,7 @@ report.curves_chart(
     title="Effective threshold per epoch",
 )
 
-# %%
+# %% tags=["hide-input"]
 report.curves_chart(
     frame, y="flip_ratio_mean", color="variant", y_scale="log", title="Flip ratio per epoch"
 )

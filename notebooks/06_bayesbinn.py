@@ -345,7 +345,7 @@ comparison(mnist, "mnist")
 # comparable. It says nothing about the epochs not run: it is never
 # "reproduced".
 
-# %%
+# %% tags=["hide-input"]
 shown_epochs = max(10, epochs)
 figure_number = 0
 for family in ("mnist", *(f for f in cifar_datasets if f != "mnist")):
@@ -430,7 +430,7 @@ display(
 # $10^{-10}$; the slider (starting at the smallest) steps through the temperatures this profile
 # ran (BayesBiNN, seed 0, on the smaller network and training set stated below).
 
-# %%
+# %% tags=["hide-input"]
 if temperature_records:
     by_temperature = frames.curves_frame(temperature_records)
     by_temperature["temperature"] = [
@@ -567,7 +567,7 @@ display(
     )
 )
 
-# %%
+# %% tags=["hide-input"]
 tasks = frames.task_frame(continual)
 report.curves_chart(
     tasks,
@@ -580,7 +580,7 @@ report.curves_chart(
     title="Test accuracy on each task after training on tasks 1..t",
 )
 
-# %%
+# %% tags=["hide-input"]
 average = tasks[tasks["task"] == "average over seen tasks"]
 report.curves_chart(
     average,

@@ -168,7 +168,7 @@ frames.shown_table(table).style.hide(axis="index") if len(table) else Markdown(
 # drop-down chooses the network. The steps at epochs 151 and 301 are the switches of the second
 # and third layers.
 
-# %%
+# %% tags=["hide-input"]
 curves = frames.curves_frame(records, [*grid, *wide])
 mean = frames.mean_curves(curves)
 report.curves_chart(
@@ -184,7 +184,7 @@ report.curves_chart(
 # Figure 2: which layer is binary when, for the run chosen with the drop-down (from the records'
 # per-epoch list of binary layers).
 
-# %%
+# %% tags=["hide-input"]
 timeline = frames.timeline_frame(records, grid)
 report.timeline_chart(
     timeline,

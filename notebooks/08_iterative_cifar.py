@@ -216,7 +216,7 @@ for number, model in enumerate(models, start=1):
 # binary. Figure 2: training, validation and test accuracy of one run (its first seed), chosen
 # by network and run.
 
-# %%
+# %% tags=["hide-input"]
 curves = frames.curves_frame(records, grid)
 mean = frames.mean_curves(curves)
 report.curves_chart(
@@ -228,7 +228,7 @@ report.curves_chart(
     width=560,
 ) if len(mean) else Markdown("No run is recorded yet.")
 
-# %%
+# %% tags=["hide-input"]
 first_seed = curves[curves["seed"] == curves.groupby(["model", "run"])["seed"].transform("min")]
 splits = first_seed.melt(
     id_vars=["model", "run", "epoch"],
@@ -253,7 +253,7 @@ report.curves_chart(
 # per-epoch list of binary layers; one seed per run), layers listed in the order they turned
 # binary.
 
-# %%
+# %% tags=["hide-input"]
 timeline = frames.timeline_frame(records, grid)
 timeline["network, run"] = timeline["model"].map(names) + ", " + timeline["run"]
 report.timeline_chart(
