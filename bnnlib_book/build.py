@@ -31,6 +31,7 @@ from bnnlib_book import runner as notebook_runner
 BOOK_FILES = ("_config.yml", "_toc.yml")
 PROSE_DIR = "book"
 METADATA_KEY = "bnnlib"
+REDIRECT_MARK = 'http-equiv="Refresh"'
 
 
 class BookBuildError(RuntimeError):
@@ -170,6 +171,11 @@ def _remove_stale(stage: Path, keep: set[Path]) -> None:
 
 
 def _run_jupyter_book(stage: Path, out: Path) -> None:
+    # sphinx-external-toc writes html/index.html (a redirect to the root page) only when it is
+    # missing, so a changed root would keep redirecting to the old one.
+    index = out / "html" / "index.html"
+    if index.is_file() and REDIRECT_MARK in index.read_text(errors="replace"):
+        index.unlink()
     command = [
         sys.executable,
         "-c",

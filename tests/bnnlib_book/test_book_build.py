@@ -80,6 +80,15 @@ def test_build_executes_stages_and_reuses(tiny_book: Path) -> None:
     assert "value=8 profile=smoke" in (changed.html_dir / "notebooks" / "tiny.html").read_text()
 
 
+def test_the_front_page_follows_the_toc_root(tiny_book: Path) -> None:
+    first = build_book("smoke", root=tiny_book)
+    assert "url=book/intro.html" in (first.html_dir / "index.html").read_text()
+    toc = tiny_book / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: notebooks/tiny\nchapters:\n  - file: book/intro\n")
+    again = build_book("smoke", root=tiny_book)
+    assert "url=notebooks/tiny.html" in (again.html_dir / "index.html").read_text()
+
+
 def test_unknown_profile_lists_the_valid_ones(tiny_book: Path) -> None:
     with pytest.raises(
         ValueError, match=r"unknown profile 'gpu'; valid profiles: \['smoke', 'cpu', 'paper'\]"
