@@ -178,23 +178,11 @@ display(
 # results page); the evidence is in the sections below.
 
 # %% tags=["remove-input"]
-display(
-    Markdown(
-        findings(
-            denoising_claims(
-                list(records.values()),
-                dict(
-                    dataset=dataset,
-                    hparams=hparams,
-                    bop=bop,
-                    norm_layer=norm_layer,
-                    seed=seed,
-                    profile=profile,
-                ),
-            )
-        )
-    )
+chapter_params = dict(
+    dataset=dataset, hparams=hparams, bop=bop, norm_layer=norm_layer, seed=seed, profile=profile
 )
+verdicts = denoising_claims(list(records.values()), chapter_params)
+display(Markdown(findings(verdicts)))
 
 # %% [markdown]
 # ## PSNR, in both conventions
@@ -263,22 +251,10 @@ report.comparison_table(rows).round(2) if rows else print("no runs recorded")
 # The study's three test PSNRs, graded by the book's rule for a reported number: compared only
 # at the study's setting (true CIFAR-10, all 50,000 training images, 100 epochs) with the
 # tolerance of `bnnlib_book.grading`; at any other scale the claim is not run and our number is
-# shown as evidence. The summary page lists the same verdicts.
+# shown as evidence. The results page lists the same verdicts.
 
 # %%
-claims_table(
-    denoising_claims(
-        list(records.values()),
-        dict(
-            dataset=dataset,
-            hparams=hparams,
-            bop=bop,
-            norm_layer=norm_layer,
-            seed=seed,
-            profile=profile,
-        ),
-    )
-)
+claims_table(verdicts)
 
 # %% [markdown]
 # ## PSNR per epoch
