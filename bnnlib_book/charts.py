@@ -109,14 +109,28 @@ def _book_mimebundle(spec: dict, **metadata: Any) -> dict[str, str]:
     return {"text/html": html}
 
 
-def use_renderer(interactive: bool) -> None:
-    """Choose how charts display: altair's default renderer in a live Jupyter/Colab kernel
-    (``interactive=True``), or HTML that the built book draws with its vendored scripts and no
-    CDN (``interactive=False``, every params file). Tables show every character of a cell (the
-    pages' source and evidence columns are sentences, which pandas would cut at 50)."""
+_figures = {"numbered": False, "count": 0}
+
+
+def use_renderer(interactive: bool, number_figures: bool = False) -> None:
+    """Start a page: choose how charts display, altair's default renderer in a live Jupyter/Colab
+    kernel (``interactive=True``) or HTML that the built book draws with its vendored scripts and
+    no CDN (``interactive=False``, every params file). Tables show every character of a cell (the
+    pages' source and evidence columns are sentences, which pandas would cut at 50). With
+    ``number_figures`` every chart this module makes from here on is titled "Figure n. ...", n
+    counting from 1 on the page (pages that number their figures by hand leave it off)."""
     alt.renderers.register(BOOK_RENDERER, _book_mimebundle)
     alt.renderers.enable("default" if interactive else BOOK_RENDERER)
     pd.set_option("display.max_colwidth", None)
+    _figures.update(numbered=number_figures, count=0)
+
+
+def _figure_title(title: str) -> str:
+    """``title`` with the page's next figure number when figures are numbered."""
+    if not _figures["numbered"]:
+        return title
+    _figures["count"] += 1
+    return f"Figure {_figures['count']}. {title}"
 
 
 def format_value(value: Any) -> str:
@@ -247,7 +261,7 @@ def curves_chart(
         params.append(param)
         filters.append(expression)
 
-    heading = title or f"{y} by {x}"
+    heading = _figure_title(title or f"{y} by {x}")
     title_text: Any = heading
     if labels:
         title_text = {"expr": f"{json.dumps(heading + ' · ')} + " + " + ', ' + ".join(labels)}
@@ -395,7 +409,7 @@ def timeline_chart(
         chart = chart.add_params(*params)
     for expression in filters:
         chart = chart.transform_filter(expression)
-    return chart.properties(width=width, height=height, title=title)
+    return chart.properties(width=width, height=height, title=_figure_title(title))
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -503,7 +517,11 @@ def reconstruction_chart(
     return (
         alt.layer(images, caption)
         .add_params(model, pick)
-        .properties(width=3 * panel, height=panel + 24)
+        .properties(
+            width=3 * panel,
+            height=panel + 24,
+            title=_figure_title("Noisy input, output and clean image of a test image"),
+        )
     )
 
 

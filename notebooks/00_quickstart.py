@@ -61,7 +61,7 @@ gammas = [1.0e-4, 1.0e-3, 1.0e-2]
 noise_levels = {"low": 1.0e-6, "high": 1.0e-5}
 
 # %%
-report.use_renderer(interactive)
+report.use_renderer(interactive, number_figures=True)
 
 # %% [markdown]
 # Each weight $i$ sees gradients $g_t = s_i + \epsilon_t$: a fixed signal $s_i$ of standard

@@ -98,7 +98,7 @@ compare = {"threshold": 1.0e-8, "gamma": 1.0e-5, "epochs": 25}
 latent_model = "binarynet_batch"
 
 # %%
-report.use_renderer(interactive)
+report.use_renderer(interactive, number_figures=True)
 dataset = pick_dataset(dataset)
 
 # %% [markdown]

@@ -87,7 +87,7 @@ bop = {"threshold": 1.0e-8, "gamma": 1.0e-5}
 norm_layer = "BatchNormalization"
 
 # %%
-report.use_renderer(interactive)
+report.use_renderer(interactive, number_figures=True)
 dataset = pick_dataset(dataset)
 
 # %% [markdown]

@@ -91,7 +91,7 @@ extras = ["adam_bias_correction", "equivalent_threshold", "bop"]
 first_updates = 5
 
 # %%
-report.use_renderer(interactive)
+report.use_renderer(interactive, number_figures=True)
 dataset = pick_dataset(dataset)
 scale = study.Scale(dataset, width, epochs, train_subset, test_subset, seed, profile)
 point = {"threshold": threshold, "gamma": gamma, "sigma": sigma}

@@ -89,7 +89,7 @@ epochs_decay = 2.0
 decay = 0.1
 
 # %%
-report.use_renderer(interactive)
+report.use_renderer(interactive, number_figures=True)
 dataset = pick_dataset(dataset)
 point = {"threshold": threshold, "gamma": gamma, "sigma": sigma}
 grids = {"threshold": thresholds, "gamma": gammas, "sigma": sigmas}

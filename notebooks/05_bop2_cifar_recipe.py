@@ -77,7 +77,7 @@ test_subset = None
 seed = 0
 
 # %%
-report.use_renderer(interactive)
+report.use_renderer(interactive, number_figures=True)
 dataset = pick_dataset(dataset)
 recipe = pd.DataFrame(
     {

@@ -118,6 +118,20 @@ def test_a_slider_can_start_at_a_chosen_value(curves: pd.DataFrame) -> None:
         )
 
 
+def test_figures_are_numbered_per_page_when_asked(curves: pd.DataFrame) -> None:
+    report.use_renderer(interactive=True, number_figures=True)
+    try:
+        first = report.curves_chart(curves, title="a").to_dict()["title"]["text"]
+        second = report.curves_chart(curves, sliders={"hparams.threshold": None}, title="b")
+        assert first == "Figure 1. a"
+        assert second.to_dict()["title"]["text"]["expr"].startswith('"Figure 2. b')
+        report.use_renderer(interactive=True, number_figures=True)
+        assert report.curves_chart(curves, title="c").to_dict()["title"]["text"] == "Figure 1. c"
+    finally:
+        report.use_renderer(interactive=True)
+    assert report.curves_chart(curves, title="d").to_dict()["title"]["text"] == "d"
+
+
 def test_values_not_offered_are_never_shown(curves: pd.DataFrame) -> None:
     spec = report.curves_chart(curves, sliders={"hparams.threshold": [1e-8, 1e-6]}).to_dict()
     kept = {r["hparams.threshold"]: r["hparams.threshold__index"] for r in spec["data"]["values"]}
