@@ -248,7 +248,7 @@ def continual_verdict(params: Mapping[str, Any]) -> Verdict:
         f"{params['cl_eval_samples']} (paper: 5 tasks x 100 epochs, C = 100)"
     )
     if runs:
-        setting += f"; {next(iter(next(iter(runs.values())).values())).label}"
+        setting += f"; {next(iter(runs.values()))['with prior'].label}"
     final_evals = {
         label: [pair[label].extras["task_evals"][-1] for pair in runs.values()]
         for label in ("with prior", "without prior")

@@ -136,17 +136,18 @@ def mnist_verdicts(
             setting=setting,
         )
     )
-    others = [o for o in graded.index if o != "forward"]
-    against = None
-    if "forward" in graded.index and others:
-        beaten = [o for o in others if _comparison(frame, "forward", o).holds() is False]
-        against = beaten[0] if beaten else others[0]
+    against: dict[str, Comparison] = {}
+    if "forward" in graded.index:
+        against = {o: _comparison(frame, "forward", o) for o in graded.index if o != "forward"}
+    # The first order graded above forward beyond the spread, else the best other order.
+    beaten = [o for o, c in against.items() if c.holds() is False]
+    other = (beaten or list(against) or [None])[0]
     verdicts.append(
         _over_orders(
             FORWARD_IS_BEST,
-            _comparison(frame, "forward", against) if against else None,
+            against.get(other),
             scale,
-            setting + (f"; against {against}, the best other order graded" if against else ""),
+            setting + (f"; against {other}, the best other order graded" if other else ""),
             incomplete,
             decides=False,
         )
